@@ -1,0 +1,33 @@
+"""The ASGI application."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+
+from continuo.api.errors import EXCEPTION_HANDLERS
+from continuo.api.routes import ROUTES
+from continuo.backends import create_backend
+from continuo.config import Config
+from continuo.core.routing import Router
+from continuo.core.service import ResponsesService
+from continuo.store.sql import SQLStore
+
+
+def create_app(config: Config) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        store = SQLStore(config.database.url, migrate=config.database.migrate)
+        await store.open()
+        router = Router(config, create_backend)
+        app.state.config = config
+        app.state.service = ResponsesService(store, router)
+        try:
+            yield
+        finally:
+            await router.aclose()
+            await store.close()
+
+    return Starlette(routes=ROUTES, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)  # type: ignore[arg-type]

@@ -1,0 +1,141 @@
+"""The HTTP routes: parse the request, call core, frame the answer. Nothing else."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from continuo.api.responses import json_response, sse_response
+from continuo.core.service import ResponsesService
+from continuo.errors import APIError, InvalidRequest, NotFound
+
+
+def _service(request: Request) -> ResponsesService:
+    service: ResponsesService = request.app.state.service
+    return service
+
+
+def _project(request: Request) -> str:
+    # Every stored row belongs to a project; until API keys exist there is one.
+    return ""
+
+
+async def _json_body(request: Request) -> Any:
+    limit: int = request.app.state.config.server.max_body_bytes
+    too_large = APIError(
+        f"Request body too large: the limit is {limit} bytes.",
+        status=413,
+        type="invalid_request_error",
+        code="request_too_large",
+    )
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    try:
+        return orjson.loads(b"".join(chunks))
+    except orjson.JSONDecodeError:
+        raise InvalidRequest(
+            "We could not parse the JSON body of your request. The body must be valid JSON.",
+            code="invalid_json",
+        ) from None
+
+
+async def create_response(request: Request) -> Response:
+    body = await _json_body(request)
+    run = await _service(request).create(body, _project(request))
+    if run.request.stream:
+        return sse_response(run.events())
+    return json_response(await run.result())
+
+
+async def get_response(request: Request) -> Response:
+    response_id = request.path_params["response_id"]
+    if request.query_params.get("stream") in ("true", "1"):
+        # Existence (and ownership) first, so an unknown id is still a 404.
+        await _service(request).retrieve(_project(request), response_id)
+        raise InvalidRequest(
+            "This response cannot be streamed: only background responses can be.",
+            param="stream",
+            code="invalid_value",
+        )
+    return json_response(await _service(request).retrieve(_project(request), response_id))
+
+
+async def delete_response(request: Request) -> Response:
+    result = await _service(request).delete(_project(request), request.path_params["response_id"])
+    return json_response(result)
+
+
+def _limit(request: Request) -> int:
+    raw = request.query_params.get("limit", "20")
+    try:
+        limit = int(raw)
+    except ValueError:
+        raise InvalidRequest(f"Invalid 'limit': expected an integer, got '{raw}'.", param="limit", code="invalid_type") from None
+    if not 1 <= limit <= 100:
+        raise InvalidRequest(
+            f"Invalid 'limit': expected a value between 1 and 100, got {limit}.", param="limit", code="invalid_value"
+        )
+    return limit
+
+
+async def list_input_items(request: Request) -> Response:
+    order = request.query_params.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise InvalidRequest(
+            f"Invalid value: '{order}'. Supported values are: 'asc', 'desc'.", param="order", code="invalid_value"
+        )
+    page = await _service(request).input_items(
+        _project(request),
+        request.path_params["response_id"],
+        limit=_limit(request),
+        order=order,
+        after=request.query_params.get("after"),
+    )
+    return json_response(page)
+
+
+def _model(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "continuo"}
+
+
+async def list_models(request: Request) -> Response:
+    names = _service(request).router.model_names()
+    return json_response({"object": "list", "data": [_model(name) for name in names]})
+
+
+async def get_model(request: Request) -> Response:
+    name = request.path_params["model"]
+    if name not in _service(request).router.model_names():
+        raise NotFound(f"The model '{name}' does not exist.", param="model", code="model_not_found")
+    return json_response(_model(name))
+
+
+async def healthz(request: Request) -> Response:
+    try:
+        await _service(request).store.ping()
+    except Exception:  # noqa: BLE001 - any failure means not ready
+        return json_response({"status": "unavailable"}, status=503)
+    return json_response({"status": "ok"})
+
+
+ROUTES = [
+    Route("/v1/responses", create_response, methods=["POST"]),
+    Route("/v1/responses/{response_id}", get_response, methods=["GET"]),
+    Route("/v1/responses/{response_id}", delete_response, methods=["DELETE"]),
+    Route("/v1/responses/{response_id}/input_items", list_input_items, methods=["GET"]),
+    Route("/v1/models", list_models, methods=["GET"]),
+    Route("/v1/models/{model:path}", get_model, methods=["GET"]),
+    Route("/healthz", healthz, methods=["GET"]),
+]

@@ -1,0 +1,145 @@
+"""Server configuration: one TOML file plus environment variables.
+
+Secrets never live in the file: a provider names the environment variable that holds its
+key (``api_key_env``) and the key is read from the environment when the server starts.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PROVIDER_TYPES = ("chat_completions", "responses", "local")
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(slots=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_body_bytes: int = 50 * 1024 * 1024
+
+
+@dataclass(slots=True)
+class DatabaseConfig:
+    url: str = "sqlite:///continuo.db"
+    migrate: bool = True
+
+
+@dataclass(slots=True)
+class ProviderConfig:
+    name: str
+    type: str
+    base_url: str | None = None
+    api_key_env: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    timeout: float = 600.0
+    connect_timeout: float = 10.0
+    max_retries: int = 2
+    drop_params: list[str] = field(default_factory=list)
+    model_path: str | None = None
+    n_threads: int = 1
+    n_ctx: int = 4096
+    # Settings of a provider type that this file does not know are kept here.
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def api_key(self) -> str | None:
+        return os.environ.get(self.api_key_env) if self.api_key_env else None
+
+
+@dataclass(slots=True)
+class ModelConfig:
+    name: str
+    provider: str
+    upstream_model: str | None = None
+
+
+@dataclass(slots=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    providers: list[ProviderConfig] = field(default_factory=list)
+    models: list[ModelConfig] = field(default_factory=list)
+
+
+def _section(raw: dict[str, Any], key: str, cls: type, where: str) -> Any:
+    value = raw.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"[{where}] must be a table")
+    known = set(cls.__dataclass_fields__)
+    unknown = set(value) - known
+    if unknown:
+        raise ConfigError(f"[{where}] has unknown keys: {', '.join(sorted(unknown))}")
+    return cls(**value)
+
+
+def _provider(raw: Any, index: int) -> ProviderConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"providers[{index}] must be a table")
+    if "name" not in raw or "type" not in raw:
+        raise ConfigError(f"providers[{index}] needs 'name' and 'type'")
+    if raw["type"] not in PROVIDER_TYPES:
+        raise ConfigError(
+            f"providers[{index}].type must be one of {', '.join(PROVIDER_TYPES)}, not {raw['type']!r}"
+        )
+    known = set(ProviderConfig.__dataclass_fields__) - {"options"}
+    values = {k: v for k, v in raw.items() if k in known}
+    values["options"] = {k: v for k, v in raw.items() if k not in known}
+    if "api_key" in raw:
+        raise ConfigError(
+            f"providers[{index}]: keys do not belong in the file; set api_key_env to the "
+            "name of an environment variable that holds it"
+        )
+    return ProviderConfig(**values)
+
+
+def _model(raw: Any, index: int) -> ModelConfig:
+    if not isinstance(raw, dict) or "name" not in raw or "provider" not in raw:
+        raise ConfigError(f"models[{index}] needs 'name' and 'provider'")
+    unknown = set(raw) - set(ModelConfig.__dataclass_fields__)
+    if unknown:
+        raise ConfigError(f"models[{index}] has unknown keys: {', '.join(sorted(unknown))}")
+    return ModelConfig(**raw)
+
+
+def parse_config(raw: dict[str, Any]) -> Config:
+    config = Config(
+        server=_section(raw, "server", ServerConfig, "server"),
+        database=_section(raw, "database", DatabaseConfig, "database"),
+        providers=[_provider(p, i) for i, p in enumerate(raw.get("providers", []))],
+        models=[_model(m, i) for i, m in enumerate(raw.get("models", []))],
+    )
+    names = [p.name for p in config.providers]
+    if len(names) != len(set(names)):
+        raise ConfigError("provider names must be unique")
+    for i, model in enumerate(config.models):
+        if model.provider not in names:
+            raise ConfigError(f"models[{i}] names unknown provider {model.provider!r}")
+    return config
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Read the TOML file at ``path`` (or ``$CONTINUO_CONFIG``); no file means defaults.
+
+    ``$CONTINUO_DATABASE_URL`` overrides ``[database] url``.
+    """
+    path = path or os.environ.get("CONTINUO_CONFIG")
+    raw: dict[str, Any] = {}
+    if path:
+        try:
+            raw = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file not found: {path}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    config = parse_config(raw)
+    if url := os.environ.get("CONTINUO_DATABASE_URL"):
+        config.database.url = url
+    return config

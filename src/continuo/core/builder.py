@@ -1,0 +1,301 @@
+"""The event state machine: backend deltas in, Responses output items and events out.
+
+This is the only place that builds output items and stream events, for every backend.
+An event is ``(type, json_bytes)``: encoded once, when it happens, so the HTTP layer only
+frames it and later readers (replay) get exactly the same bytes.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+
+from continuo.backends.base import Delta, Finish, ReasoningDelta, TextDelta, ToolCallDelta, Usage
+from continuo.core.request import CreateRequest
+from continuo.ids import new_id
+
+Event = tuple[str, bytes]
+TERMINAL = ("response.completed", "response.incomplete", "response.failed")
+
+
+def new_response(request: CreateRequest, response_id: str, created_at: int) -> dict[str, Any]:
+    """The Response object as it stands before the model says anything."""
+    return {
+        "id": response_id,
+        "object": "response",
+        "created_at": created_at,
+        "status": "in_progress",
+        "background": request.background,
+        "completed_at": None,
+        "conversation": None,
+        "error": None,
+        "incomplete_details": None,
+        "instructions": request.instructions,
+        "max_output_tokens": request.max_output_tokens,
+        "max_tool_calls": request.max_tool_calls,
+        "metadata": request.metadata,
+        "model": request.model,
+        "output": [],
+        "parallel_tool_calls": request.parallel_tool_calls,
+        "previous_response_id": request.previous_response_id,
+        "prompt": None,
+        "prompt_cache_key": request.prompt_cache_key,
+        "reasoning": request.reasoning,
+        "safety_identifier": request.safety_identifier,
+        "service_tier": request.service_tier or "default",
+        "store": request.store,
+        "temperature": 1.0 if request.temperature is None else request.temperature,
+        "text": request.text,
+        "tool_choice": request.tool_choice,
+        "tools": request.tools,
+        "top_logprobs": request.top_logprobs or 0,
+        "top_p": 1.0 if request.top_p is None else request.top_p,
+        "truncation": request.truncation,
+        "usage": None,
+        "user": request.user,
+    }
+
+
+class _OpenItem:
+    __slots__ = ("item", "index", "chunks")
+
+    def __init__(self, item: dict[str, Any], index: int) -> None:
+        self.item = item
+        self.index = index
+        self.chunks: list[str] = []
+
+
+class ResponseBuilder:
+    """Feeds deltas into a Response object and, with ``emit``, records the events.
+
+    Text and reasoning items close as soon as something else starts; function calls stay
+    open until the end so that parallel calls may interleave their fragments.
+    """
+
+    def __init__(self, response: dict[str, Any], *, emit: bool = True) -> None:
+        self.response = response
+        self.emit = emit
+        self.events: list[Event] = []
+        self.sequence = 0
+        self.finish_reason: str | None = None
+        self.usage: Usage | None = None
+        self._current: _OpenItem | None = None
+        self._calls: dict[int, _OpenItem] = {}
+
+    # -- events -------------------------------------------------------------------------
+
+    def _event(self, kind: str, payload: dict[str, Any]) -> None:
+        if not self.emit:
+            return
+        payload["type"] = kind
+        payload["sequence_number"] = self.sequence
+        self.sequence += 1
+        self.events.append((kind, orjson.dumps(payload)))
+
+    def drain(self) -> list[Event]:
+        events, self.events = self.events, []
+        return events
+
+    def _lifecycle(self, kind: str) -> None:
+        if self.emit:
+            self._event(kind, {"response": self.response})
+
+    def start(self) -> None:
+        self._lifecycle("response.created")
+        self._lifecycle("response.in_progress")
+
+    # -- deltas -------------------------------------------------------------------------
+
+    def feed(self, delta: Delta) -> None:
+        if isinstance(delta, TextDelta):
+            if delta.text:
+                self._text(delta.text)
+        elif isinstance(delta, ReasoningDelta):
+            if delta.text:
+                self._reasoning(delta.text)
+        elif isinstance(delta, ToolCallDelta):
+            self._tool_call(delta)
+        elif isinstance(delta, Usage):
+            self.usage = delta
+        elif isinstance(delta, Finish):
+            self.finish_reason = delta.reason
+
+    def _open(self, item: dict[str, Any]) -> _OpenItem:
+        output = self.response["output"]
+        opened = _OpenItem(item, len(output))
+        output.append(item)
+        if self.emit:
+            self._event(
+                "response.output_item.added",
+                {"output_index": opened.index, "item": _snapshot(item)},
+            )
+        return opened
+
+    def _text(self, text: str) -> None:
+        current = self._current
+        if current is None or current.item["type"] != "message":
+            self._close_current()
+            item = {
+                "id": new_id("msg"),
+                "type": "message",
+                "status": "in_progress",
+                "role": "assistant",
+                "content": [],
+            }
+            current = self._current = self._open(item)
+            part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+            item["content"].append(part)
+            self._event(
+                "response.content_part.added",
+                {"item_id": item["id"], "output_index": current.index, "content_index": 0, "part": dict(part)},
+            )
+        current.chunks.append(text)
+        self._event(
+            "response.output_text.delta",
+            {
+                "item_id": current.item["id"],
+                "output_index": current.index,
+                "content_index": 0,
+                "delta": text,
+                "logprobs": [],
+            },
+        )
+
+    def _reasoning(self, text: str) -> None:
+        current = self._current
+        if current is None or current.item["type"] != "reasoning":
+            self._close_current()
+            item = {
+                "id": new_id("rs"),
+                "type": "reasoning",
+                "status": "in_progress",
+                "summary": [],
+                "content": [],
+            }
+            current = self._current = self._open(item)
+            part = {"type": "reasoning_text", "text": ""}
+            item["content"].append(part)
+            self._event(
+                "response.content_part.added",
+                {"item_id": item["id"], "output_index": current.index, "content_index": 0, "part": dict(part)},
+            )
+        current.chunks.append(text)
+        self._event(
+            "response.reasoning_text.delta",
+            {"item_id": current.item["id"], "output_index": current.index, "content_index": 0, "delta": text},
+        )
+
+    def _tool_call(self, delta: ToolCallDelta) -> None:
+        call = self._calls.get(delta.index)
+        if call is None:
+            self._close_current()
+            item = {
+                "id": new_id("fc"),
+                "type": "function_call",
+                "status": "in_progress",
+                "call_id": delta.call_id or new_id("call"),
+                "name": delta.name or "",
+                "arguments": "",
+            }
+            call = self._calls[delta.index] = self._open(item)
+        elif delta.name and not call.item["name"]:
+            call.item["name"] = delta.name
+        if delta.arguments:
+            call.chunks.append(delta.arguments)
+            self._event(
+                "response.function_call_arguments.delta",
+                {"item_id": call.item["id"], "output_index": call.index, "delta": delta.arguments},
+            )
+
+    # -- closing ------------------------------------------------------------------------
+
+    def _close_current(self, status: str = "completed") -> None:
+        current, self._current = self._current, None
+        if current is None:
+            return
+        item = current.item
+        text = "".join(current.chunks)
+        part = item["content"][0]
+        part["text"] = text
+        item["status"] = status
+        if item["type"] == "message":
+            self._event(
+                "response.output_text.done",
+                {"item_id": item["id"], "output_index": current.index, "content_index": 0, "text": text, "logprobs": []},
+            )
+        else:
+            self._event(
+                "response.reasoning_text.done",
+                {"item_id": item["id"], "output_index": current.index, "content_index": 0, "text": text},
+            )
+        self._event(
+            "response.content_part.done",
+            {"item_id": item["id"], "output_index": current.index, "content_index": 0, "part": part},
+        )
+        self._event("response.output_item.done", {"output_index": current.index, "item": item})
+
+    def _close_calls(self, status: str) -> None:
+        for call in self._calls.values():
+            item = call.item
+            item["arguments"] = "".join(call.chunks)
+            item["status"] = status
+            self._event(
+                "response.function_call_arguments.done",
+                {"item_id": item["id"], "output_index": call.index, "name": item["name"], "arguments": item["arguments"]},
+            )
+            self._event("response.output_item.done", {"output_index": call.index, "item": item})
+        self._calls.clear()
+
+    def _close_all(self, status: str) -> None:
+        self._close_current(status)
+        self._close_calls(status)
+
+    def _usage(self) -> dict[str, Any]:
+        usage = self.usage or Usage()
+        return {
+            "input_tokens": usage.input_tokens,
+            "input_tokens_details": {"cached_tokens": usage.cached_tokens},
+            "output_tokens": usage.output_tokens,
+            "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+            "total_tokens": usage.input_tokens + usage.output_tokens,
+        }
+
+    def complete(self) -> None:
+        """The model finished: settle the status from its finish reason."""
+        response = self.response
+        reason = self.finish_reason
+        if reason in ("length", "content_filter"):
+            self._close_all("incomplete")
+            response["status"] = "incomplete"
+            response["incomplete_details"] = {
+                "reason": "max_output_tokens" if reason == "length" else "content_filter"
+            }
+        else:
+            self._close_all("completed")
+            response["status"] = "completed"
+        response["usage"] = self._usage()
+        response["completed_at"] = int(time.time())
+
+    def fail(self, message: str, code: str = "server_error") -> None:
+        self._close_all("incomplete")
+        self.response["status"] = "failed"
+        self.response["error"] = {"code": code, "message": message}
+        self.response["usage"] = self._usage()
+
+    def terminal(self) -> None:
+        """Record the terminal event for the settled status."""
+        status = self.response["status"]
+        kind = {"completed": "response.completed", "incomplete": "response.incomplete"}.get(
+            status, "response.failed"
+        )
+        self._lifecycle(kind)
+
+
+def _snapshot(item: dict[str, Any]) -> dict[str, Any]:
+    """An item as announced by ``output_item.added``: nothing produced yet."""
+    snap = dict(item)
+    if "content" in snap:
+        snap["content"] = []
+    return snap

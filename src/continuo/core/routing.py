@@ -1,0 +1,33 @@
+"""Which backend serves a requested model name, and under which upstream name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from continuo.backends.base import Backend
+from continuo.config import Config, ProviderConfig
+from continuo.errors import InvalidRequest
+
+
+class Router:
+    def __init__(self, config: Config, factory: Callable[[ProviderConfig], Backend]) -> None:
+        self.backends = {p.name: factory(p) for p in config.providers}
+        self.routes = {m.name: (self.backends[m.provider], m.upstream_model) for m in config.models}
+
+    def resolve(self, model: str) -> tuple[Backend, str]:
+        route = self.routes.get(model) or self.routes.get("*")
+        if route is None:
+            raise InvalidRequest(
+                f"The model '{model}' does not exist or is not served here.",
+                param="model",
+                code="model_not_found",
+            )
+        backend, upstream = route
+        return backend, upstream or model
+
+    def model_names(self) -> list[str]:
+        return [name for name in self.routes if name != "*"]
+
+    async def aclose(self) -> None:
+        for backend in self.backends.values():
+            await backend.aclose()

@@ -1,0 +1,137 @@
+"""Small checks that raise OpenAI-shaped 400s naming the offending parameter."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from continuo.errors import InvalidRequest
+
+_TYPE_NAMES = {
+    str: "a string",
+    bool: "a boolean",
+    int: "an integer",
+    float: "a decimal",
+    dict: "an object",
+    list: "an array",
+}
+
+
+def _name_of(value: Any) -> str:
+    if value is None:
+        return "null"
+    for kind, name in (
+        (bool, "a boolean"),
+        (str, "a string"),
+        (int, "an integer"),
+        (float, "a decimal"),
+        (dict, "an object"),
+        (list, "an array"),
+    ):
+        if isinstance(value, kind):
+            return name
+    return type(value).__name__
+
+
+def invalid_type(param: str, expected: str, value: Any) -> InvalidRequest:
+    return InvalidRequest(
+        f"Invalid type for '{param}': expected {expected}, but got {_name_of(value)} instead.",
+        param=param,
+        code="invalid_type",
+    )
+
+
+def invalid_value(param: str, value: Any, supported: list[str] | tuple[str, ...]) -> InvalidRequest:
+    choices = ", ".join(f"'{s}'" for s in supported)
+    return InvalidRequest(
+        f"Invalid value: '{value}'. Supported values are: {choices}.",
+        param=param,
+        code="invalid_value",
+    )
+
+
+def missing(param: str) -> InvalidRequest:
+    return InvalidRequest(
+        f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter"
+    )
+
+
+def opt_str(body: dict[str, Any], key: str, param: str | None = None) -> str | None:
+    value = body.get(key)
+    if value is not None and not isinstance(value, str):
+        raise invalid_type(param or key, "a string", value)
+    return value
+
+
+def req_str(body: dict[str, Any], key: str, param: str | None = None) -> str:
+    if body.get(key) is None:
+        raise missing(param or key)
+    value = opt_str(body, key, param)
+    assert value is not None
+    return value
+
+
+def opt_bool(body: dict[str, Any], key: str, default: bool | None = None) -> bool | None:
+    value = body.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise invalid_type(key, "a boolean", value)
+    return value
+
+
+def opt_int(
+    body: dict[str, Any], key: str, *, minimum: int | None = None, maximum: int | None = None
+) -> int | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        else:
+            raise invalid_type(key, "an integer", value)
+    _check_range(key, value, minimum, maximum, "integer")
+    return value
+
+
+def opt_number(
+    body: dict[str, Any], key: str, *, minimum: float | None = None, maximum: float | None = None
+) -> float | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise invalid_type(key, "a decimal", value)
+    _check_range(key, value, minimum, maximum, "decimal")
+    return value
+
+
+def _check_range(key: str, value: float, minimum: float | None, maximum: float | None, kind: str) -> None:
+    if minimum is not None and value < minimum:
+        raise InvalidRequest(
+            f"Invalid '{key}': {kind} below minimum value. Expected a value >= {minimum}, "
+            f"but got {value} instead.",
+            param=key,
+            code=f"{kind}_below_min_value",
+        )
+    if maximum is not None and value > maximum:
+        raise InvalidRequest(
+            f"Invalid '{key}': {kind} above maximum value. Expected a value <= {maximum}, "
+            f"but got {value} instead.",
+            param=key,
+            code=f"{kind}_above_max_value",
+        )
+
+
+def opt_dict(body: dict[str, Any], key: str, param: str | None = None) -> dict[str, Any] | None:
+    value = body.get(key)
+    if value is not None and not isinstance(value, dict):
+        raise invalid_type(param or key, "an object", value)
+    return value
+
+
+def opt_list(body: dict[str, Any], key: str, param: str | None = None) -> list[Any] | None:
+    value = body.get(key)
+    if value is not None and not isinstance(value, list):
+        raise invalid_type(param or key, "an array", value)
+    return value

@@ -1,0 +1,56 @@
+"""The SQL schema, one for SQLite and PostgreSQL.
+
+A response row holds the Response object without its output; its own new input items and
+its output items are rows of ``items``, stored once. A chain is never copied: it is rebuilt
+by following ``previous_response_id`` in one recursive query.
+"""
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+INPUT = 0
+OUTPUT = 1
+
+responses = Table(
+    "responses",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("project", String(128), nullable=False, server_default=""),
+    Column("previous_response_id", String(64), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("background", Boolean, nullable=False, server_default="0"),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    # The Response object as JSON, without "output" (that lives in items).
+    Column("body", Text, nullable=False),
+)
+
+items = Table(
+    "items",
+    metadata,
+    Column(
+        "response_id",
+        String(64),
+        ForeignKey("responses.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    # INPUT (the response's own new input) or OUTPUT.
+    Column("kind", SmallInteger, primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("item_id", String(128), nullable=False),
+    Column("body", Text, nullable=False),
+    Index("ix_items_item_id", "item_id"),
+)

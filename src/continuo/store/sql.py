@@ -1,0 +1,181 @@
+"""The store on SQLAlchemy Core: SQLite (embedded, WAL) or PostgreSQL, one schema."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import Connection, delete, event, insert, literal, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from continuo.store.schema import INPUT, OUTPUT, items, responses
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def async_url(url: str) -> str:
+    """``sqlite:///x.db`` and ``postgresql://…`` as the async drivers spell them."""
+    parsed = make_url(url)
+    driver = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg"}
+    name = driver.get(parsed.drivername, parsed.drivername)
+    return parsed.set(drivername=name).render_as_string(hide_password=False)
+
+
+def _run_migrations(connection: Connection) -> None:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = connection
+    command.upgrade(cfg, "head")
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+class SQLStore:
+    def __init__(self, url: str, *, migrate: bool = True, pool_size: int = 10) -> None:
+        self.url = async_url(url)
+        self.migrate = migrate
+        self.is_sqlite = self.url.startswith("sqlite")
+        kwargs: dict[str, Any] = {}
+        if not self.is_sqlite:
+            kwargs["pool_size"] = pool_size
+        self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
+        if self.is_sqlite:
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+
+    async def open(self) -> None:
+        if self.migrate:
+            await self.run_migrations()
+
+    async def run_migrations(self) -> None:
+        async with self.engine.begin() as conn:
+            await conn.run_sync(_run_migrations)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def ping(self) -> bool:
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        return True
+
+    async def save_response(
+        self, project: str, response: dict[str, Any], input_items: list[dict[str, Any]]
+    ) -> None:
+        body = {k: v for k, v in response.items() if k != "output"}
+        rows = [
+            {"response_id": response["id"], "kind": INPUT, "position": i, "item_id": item.get("id", ""), "body": _dumps(item)}
+            for i, item in enumerate(input_items)
+        ]
+        rows += [
+            {"response_id": response["id"], "kind": OUTPUT, "position": i, "item_id": item.get("id", ""), "body": _dumps(item)}
+            for i, item in enumerate(response["output"])
+        ]
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                insert(responses).values(
+                    id=response["id"],
+                    project=project,
+                    previous_response_id=response.get("previous_response_id"),
+                    status=response["status"],
+                    background=bool(response.get("background")),
+                    created_at=response["created_at"],
+                    updated_at=int(time.time()),
+                    body=_dumps(body),
+                )
+            )
+            if rows:
+                await conn.execute(insert(items), rows)
+
+    async def get_response(self, project: str, response_id: str) -> dict[str, Any] | None:
+        query = (
+            select(responses.c.body, items.c.body)
+            .select_from(
+                responses.outerjoin(
+                    items, (items.c.response_id == responses.c.id) & (items.c.kind == OUTPUT)
+                )
+            )
+            .where(responses.c.id == response_id, responses.c.project == project)
+            .order_by(items.c.position)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        if not rows:
+            return None
+        response: dict[str, Any] = orjson.loads(rows[0][0])
+        response["output"] = [orjson.loads(row[1]) for row in rows if row[1] is not None]
+        return response
+
+    async def delete_response(self, project: str, response_id: str) -> bool:
+        async with self.engine.begin() as conn:
+            # Items go with their response (ON DELETE CASCADE where the database honours
+            # it; explicitly as well, so the outcome never depends on a pragma).
+            owned = select(responses.c.id).where(
+                responses.c.id == response_id, responses.c.project == project
+            )
+            await conn.execute(delete(items).where(items.c.response_id.in_(owned.scalar_subquery())))
+            result = await conn.execute(
+                delete(responses).where(responses.c.id == response_id, responses.c.project == project)
+            )
+        return bool(result.rowcount)
+
+    async def _chain(self, project: str, response_id: str, *, own_output: bool) -> list[dict[str, Any]] | None:
+        chain = (
+            select(responses.c.id, responses.c.previous_response_id, literal(0).label("depth"))
+            .where(responses.c.id == response_id, responses.c.project == project)
+            .cte("chain", recursive=True)
+        )
+        parent = responses.alias("parent")
+        chain = chain.union_all(
+            select(parent.c.id, parent.c.previous_response_id, chain.c.depth + 1).where(
+                parent.c.id == chain.c.previous_response_id, parent.c.project == project
+            )
+        )
+        query = (
+            select(chain.c.depth, items.c.kind, items.c.body)
+            .select_from(chain.outerjoin(items, items.c.response_id == chain.c.id))
+            .order_by(chain.c.depth.desc(), items.c.kind, items.c.position)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        if not rows:
+            return None
+        return [
+            orjson.loads(body)
+            for depth, kind, body in rows
+            if body is not None and (own_output or depth > 0 or kind == INPUT)
+        ]
+
+    async def chain_items(self, project: str, response_id: str) -> list[dict[str, Any]] | None:
+        return await self._chain(project, response_id, own_output=True)
+
+    async def input_items(self, project: str, response_id: str) -> list[dict[str, Any]] | None:
+        return await self._chain(project, response_id, own_output=False)
+
+    async def find_items(self, project: str, item_ids: list[str]) -> dict[str, dict[str, Any]]:
+        if not item_ids:
+            return {}
+        query = (
+            select(items.c.item_id, items.c.body)
+            .select_from(items.join(responses, responses.c.id == items.c.response_id))
+            .where(items.c.item_id.in_(item_ids), responses.c.project == project)
+            .order_by(responses.c.created_at, items.c.kind, items.c.position)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return {item_id: orjson.loads(body) for item_id, body in rows}

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from continuo.api.app import create_app
+from continuo.config import parse_config
+from tests.support.fake_chat import FakeChatUpstream
+from tests.support.servers import ServerThread
+
+
+@pytest.fixture(scope="session")
+def upstream() -> Iterator[FakeChatUpstream]:
+    fake = FakeChatUpstream()
+    server = ServerThread(fake.app).start()
+    fake.url = server.url  # type: ignore[attr-defined]
+    yield fake
+    server.stop()
+
+
+def make_config(upstream_url: str, db_path: Path, **extra: Any) -> Any:
+    raw: dict[str, Any] = {
+        "database": {"url": f"sqlite:///{db_path}"},
+        "providers": [
+            {
+                "name": "fake",
+                "type": "chat_completions",
+                "base_url": f"{upstream_url}/v1",
+                "api_key_env": "CONTINUO_TEST_UPSTREAM_KEY",
+                "max_retries": 0,
+                "timeout": 5,
+            }
+        ],
+        "models": [
+            {"name": "gpt-test", "provider": "fake", "upstream_model": "fake-model"},
+            {"name": "*", "provider": "fake"},
+        ],
+    }
+    for section, values in extra.items():
+        raw.setdefault(section, {}).update(values)
+    return parse_config(raw)
+
+
+@pytest.fixture(scope="session")
+def server(upstream: FakeChatUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
+    os.environ["CONTINUO_TEST_UPSTREAM_KEY"] = "sk-upstream-secret"
+    db = tmp_path_factory.mktemp("db") / "continuo.db"
+    config = make_config(upstream.url, db, server={"max_body_bytes": 2 * 1024 * 1024})  # type: ignore[attr-defined]
+    running = ServerThread(create_app(config)).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_upstream(upstream: FakeChatUpstream) -> None:
+    upstream.reset()
+
+
+@pytest.fixture
+def client(server: ServerThread) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=f"{server.url}/v1", api_key="sk-client", max_retries=0) as c:
+        yield c
+
+
+@pytest.fixture
+async def aclient(server: ServerThread) -> Any:
+    async with openai.AsyncOpenAI(base_url=f"{server.url}/v1", api_key="sk-client", max_retries=0) as c:
+        yield c

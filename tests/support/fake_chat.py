@@ -1,0 +1,163 @@
+"""A scripted Chat Completions server that records what it received.
+
+Tests queue ``Reply`` objects; each request takes the next one (or, with none queued,
+echoes the last user message). Everything a request carried is kept in ``requests``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+
+@dataclass
+class Reply:
+    text: str | None = None
+    reasoning: str | None = None
+    # (name, arguments JSON) for each call
+    tool_calls: list[tuple[str, str]] = field(default_factory=list)
+    finish_reason: str | None = None
+    chunk_size: int = 4
+    delay: float = 0.0
+    # Streamed: break the connection after this many chunks.
+    break_after: int | None = None
+    # Streamed: send an error object as a chunk after this many chunks.
+    error_after: int | None = None
+    # A non-200 answer instead of a completion.
+    status: int = 200
+    body: bytes | None = None
+    content_type: str = "application/json"
+    prompt_tokens: int = 11
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    reasoning_field: str = "reasoning_content"
+
+
+def _last_user_text(messages: list[dict[str, Any]]) -> str:
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, str):
+                return content
+            return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return ""
+
+
+class FakeChatUpstream:
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self.replies: deque[Reply] = deque()
+        self.disconnects = 0
+        self.counter = itertools.count()
+        self.app = Starlette(routes=[Route("/v1/chat/completions", self.handle, methods=["POST"])])
+
+    def reset(self) -> None:
+        self.requests.clear()
+        self.headers.clear()
+        self.replies.clear()
+        self.disconnects = 0
+
+    def script(self, *replies: Reply) -> None:
+        self.replies.extend(replies)
+
+    @property
+    def last(self) -> dict[str, Any]:
+        return self.requests[-1]
+
+    async def handle(self, request: Request) -> Response:
+        body = orjson.loads(await request.body())
+        self.requests.append(body)
+        self.headers.append(dict(request.headers))
+        reply = self.replies.popleft() if self.replies else Reply()
+        if reply.status != 200:
+            return Response(reply.body or b"", status_code=reply.status, media_type=reply.content_type)
+        if reply.text is None and not reply.tool_calls:
+            reply.text = "echo: " + _last_user_text(body["messages"])
+        if body.get("stream"):
+            return StreamingResponse(self._stream(body, reply), media_type="text/event-stream")
+        return Response(orjson.dumps(self._completion(body, reply)), media_type="application/json")
+
+    def _usage(self, reply: Reply, completion_tokens: int) -> dict[str, Any]:
+        return {
+            "prompt_tokens": reply.prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": reply.prompt_tokens + completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": reply.cached_tokens},
+            "completion_tokens_details": {"reasoning_tokens": reply.reasoning_tokens},
+        }
+
+    def _finish(self, reply: Reply) -> str:
+        return reply.finish_reason or ("tool_calls" if reply.tool_calls else "stop")
+
+    def _calls(self, reply: Reply) -> list[dict[str, Any]]:
+        return [
+            {"id": f"call_{next(self.counter)}", "type": "function", "function": {"name": name, "arguments": args}}
+            for name, args in reply.tool_calls
+        ]
+
+    def _completion(self, body: dict[str, Any], reply: Reply) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": reply.text}
+        if reply.reasoning:
+            message[reply.reasoning_field] = reply.reasoning
+        if reply.tool_calls:
+            message["tool_calls"] = self._calls(reply)
+        return {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": 0,
+            "model": body["model"],
+            "choices": [{"index": 0, "message": message, "finish_reason": self._finish(reply)}],
+            "usage": self._usage(reply, len(reply.text or "") // 4 + 1),
+        }
+
+    def _chunks(self, reply: Reply) -> list[dict[str, Any]]:
+        size = reply.chunk_size
+        deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
+        if reply.reasoning:
+            for i in range(0, len(reply.reasoning), size):
+                deltas.append({reply.reasoning_field: reply.reasoning[i : i + size]})
+        if reply.text:
+            for i in range(0, len(reply.text), size):
+                deltas.append({"content": reply.text[i : i + size]})
+        for index, call in enumerate(self._calls(reply)):
+            args = call["function"]["arguments"]
+            half = len(args) // 2
+            first = {"index": index, "id": call["id"], "type": "function", "function": {"name": call["function"]["name"], "arguments": ""}}
+            deltas.append({"tool_calls": [first]})
+            for piece in (args[:half], args[half:]):
+                if piece:
+                    deltas.append({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+        return [{"choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas]
+
+    async def _stream(self, body: dict[str, Any], reply: Reply) -> Any:
+        chunks = self._chunks(reply)
+        try:
+            for n, chunk in enumerate(chunks):
+                if reply.break_after is not None and n >= reply.break_after:
+                    raise ConnectionAbortedError("scripted break")
+                if reply.error_after is not None and n >= reply.error_after:
+                    yield b'data: {"error": {"message": "scripted failure", "type": "server_error"}}\n\n'
+                    return
+                chunk.update({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "model": body["model"]})
+                yield b"data: " + orjson.dumps(chunk) + b"\n\n"
+                if reply.delay:
+                    await asyncio.sleep(reply.delay)
+            final = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "model": body["model"]}
+            yield b"data: " + orjson.dumps({**final, "choices": [{"index": 0, "delta": {}, "finish_reason": self._finish(reply)}]}) + b"\n\n"
+            if (body.get("stream_options") or {}).get("include_usage"):
+                usage = self._usage(reply, len(chunks))
+                yield b"data: " + orjson.dumps({**final, "choices": [], "usage": usage}) + b"\n\n"
+            yield b"data: [DONE]\n\n"
+        except asyncio.CancelledError:
+            self.disconnects += 1
+            raise
