@@ -6,6 +6,7 @@ key (``api_key_env``) and the key is read from the environment when the server s
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -73,7 +74,7 @@ def _section(raw: dict[str, Any], key: str, cls: type, where: str) -> Any:
     value = raw.get(key, {})
     if not isinstance(value, dict):
         raise ConfigError(f"[{where}] must be a table")
-    known = set(cls.__dataclass_fields__)
+    known = {f.name for f in dataclasses.fields(cls)}
     unknown = set(value) - known
     if unknown:
         raise ConfigError(f"[{where}] has unknown keys: {', '.join(sorted(unknown))}")
@@ -86,9 +87,7 @@ def _provider(raw: Any, index: int) -> ProviderConfig:
     if "name" not in raw or "type" not in raw:
         raise ConfigError(f"providers[{index}] needs 'name' and 'type'")
     if raw["type"] not in PROVIDER_TYPES:
-        raise ConfigError(
-            f"providers[{index}].type must be one of {', '.join(PROVIDER_TYPES)}, not {raw['type']!r}"
-        )
+        raise ConfigError(f"providers[{index}].type must be one of {', '.join(PROVIDER_TYPES)}, not {raw['type']!r}")
     known = set(ProviderConfig.__dataclass_fields__) - {"options"}
     values = {k: v for k, v in raw.items() if k in known}
     values["options"] = {k: v for k, v in raw.items() if k not in known}

@@ -27,12 +27,14 @@ class Reply:
     tool_calls: list[tuple[str, str]] = field(default_factory=list)
     finish_reason: str | None = None
     chunk_size: int = 4
+    # Seconds to wait before answering at all.
+    wait: float = 0.0
     delay: float = 0.0
     # Streamed: break the connection after this many chunks.
     break_after: int | None = None
     # Streamed: send an error object as a chunk after this many chunks.
     error_after: int | None = None
-    # A non-200 answer instead of a completion.
+    # A raw answer (any status) instead of a completion.
     status: int = 200
     body: bytes | None = None
     content_type: str = "application/json"
@@ -79,7 +81,9 @@ class FakeChatUpstream:
         self.requests.append(body)
         self.headers.append(dict(request.headers))
         reply = self.replies.popleft() if self.replies else Reply()
-        if reply.status != 200:
+        if reply.wait:
+            await asyncio.sleep(reply.wait)
+        if reply.status != 200 or reply.body is not None:
             return Response(reply.body or b"", status_code=reply.status, media_type=reply.content_type)
         if reply.text is None and not reply.tool_calls:
             reply.text = "echo: " + _last_user_text(body["messages"])
@@ -132,7 +136,12 @@ class FakeChatUpstream:
         for index, call in enumerate(self._calls(reply)):
             args = call["function"]["arguments"]
             half = len(args) // 2
-            first = {"index": index, "id": call["id"], "type": "function", "function": {"name": call["function"]["name"], "arguments": ""}}
+            first = {
+                "index": index,
+                "id": call["id"],
+                "type": "function",
+                "function": {"name": call["function"]["name"], "arguments": ""},
+            }
             deltas.append({"tool_calls": [first]})
             for piece in (args[:half], args[half:]):
                 if piece:
@@ -153,7 +162,11 @@ class FakeChatUpstream:
                 if reply.delay:
                     await asyncio.sleep(reply.delay)
             final = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "model": body["model"]}
-            yield b"data: " + orjson.dumps({**final, "choices": [{"index": 0, "delta": {}, "finish_reason": self._finish(reply)}]}) + b"\n\n"
+            yield (
+                b"data: "
+                + orjson.dumps({**final, "choices": [{"index": 0, "delta": {}, "finish_reason": self._finish(reply)}]})
+                + b"\n\n"
+            )
             if (body.get("stream_options") or {}).get("include_usage"):
                 usage = self._usage(reply, len(chunks))
                 yield b"data: " + orjson.dumps({**final, "choices": [], "usage": usage}) + b"\n\n"

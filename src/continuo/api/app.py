@@ -30,4 +30,4 @@ def create_app(config: Config) -> Starlette:
             await router.aclose()
             await store.close()
 
-    return Starlette(routes=ROUTES, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)  # type: ignore[arg-type]
+    return Starlette(routes=ROUTES, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)

@@ -82,7 +82,9 @@ def _limit(request: Request) -> int:
     try:
         limit = int(raw)
     except ValueError:
-        raise InvalidRequest(f"Invalid 'limit': expected an integer, got '{raw}'.", param="limit", code="invalid_type") from None
+        raise InvalidRequest(
+            f"Invalid 'limit': expected an integer, got '{raw}'.", param="limit", code="invalid_type"
+        ) from None
     if not 1 <= limit <= 100:
         raise InvalidRequest(
             f"Invalid 'limit': expected a value between 1 and 100, got {limit}.", param="limit", code="invalid_value"
@@ -125,7 +127,7 @@ async def get_model(request: Request) -> Response:
 async def healthz(request: Request) -> Response:
     try:
         await _service(request).store.ping()
-    except Exception:  # noqa: BLE001 - any failure means not ready
+    except Exception:
         return json_response({"status": "unavailable"}, status=503)
     return json_response({"status": "ok"})
 

@@ -90,9 +90,7 @@ def completion_deltas(body: dict[str, Any]) -> list[Delta]:
             deltas.append(TextDelta(content))
         for index, call in enumerate(message.get("tool_calls") or ()):
             function = call.get("function") or {}
-            deltas.append(
-                ToolCallDelta(index, call.get("id"), function.get("name"), function.get("arguments") or "")
-            )
+            deltas.append(ToolCallDelta(index, call.get("id"), function.get("name"), function.get("arguments") or ""))
         deltas.append(Finish(choice.get("finish_reason") or "stop"))
     if usage := body.get("usage"):
         deltas.append(_usage(usage))

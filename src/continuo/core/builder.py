@@ -59,7 +59,7 @@ def new_response(request: CreateRequest, response_id: str, created_at: int) -> d
 
 
 class _OpenItem:
-    __slots__ = ("item", "index", "chunks")
+    __slots__ = ("chunks", "index", "item")
 
     def __init__(self, item: dict[str, Any], index: int) -> None:
         self.item = item
@@ -137,7 +137,7 @@ class ResponseBuilder:
         current = self._current
         if current is None or current.item["type"] != "message":
             self._close_current()
-            item = {
+            item: dict[str, Any] = {
                 "id": new_id("msg"),
                 "type": "message",
                 "status": "in_progress",
@@ -167,7 +167,7 @@ class ResponseBuilder:
         current = self._current
         if current is None or current.item["type"] != "reasoning":
             self._close_current()
-            item = {
+            item: dict[str, Any] = {
                 "id": new_id("rs"),
                 "type": "reasoning",
                 "status": "in_progress",
@@ -223,7 +223,13 @@ class ResponseBuilder:
         if item["type"] == "message":
             self._event(
                 "response.output_text.done",
-                {"item_id": item["id"], "output_index": current.index, "content_index": 0, "text": text, "logprobs": []},
+                {
+                    "item_id": item["id"],
+                    "output_index": current.index,
+                    "content_index": 0,
+                    "text": text,
+                    "logprobs": [],
+                },
             )
         else:
             self._event(
@@ -243,7 +249,12 @@ class ResponseBuilder:
             item["status"] = status
             self._event(
                 "response.function_call_arguments.done",
-                {"item_id": item["id"], "output_index": call.index, "name": item["name"], "arguments": item["arguments"]},
+                {
+                    "item_id": item["id"],
+                    "output_index": call.index,
+                    "name": item["name"],
+                    "arguments": item["arguments"],
+                },
             )
             self._event("response.output_item.done", {"output_index": call.index, "item": item})
         self._calls.clear()
@@ -269,9 +280,7 @@ class ResponseBuilder:
         if reason in ("length", "content_filter"):
             self._close_all("incomplete")
             response["status"] = "incomplete"
-            response["incomplete_details"] = {
-                "reason": "max_output_tokens" if reason == "length" else "content_filter"
-            }
+            response["incomplete_details"] = {"reason": "max_output_tokens" if reason == "length" else "content_filter"}
         else:
             self._close_all("completed")
             response["status"] = "completed"
@@ -287,9 +296,7 @@ class ResponseBuilder:
     def terminal(self) -> None:
         """Record the terminal event for the settled status."""
         status = self.response["status"]
-        kind = {"completed": "response.completed", "incomplete": "response.incomplete"}.get(
-            status, "response.failed"
-        )
+        kind = {"completed": "response.completed", "incomplete": "response.incomplete"}.get(status, "response.failed")
         self._lifecycle(kind)
 
 

@@ -50,10 +50,10 @@ def normalize_input(value: Any) -> list[dict[str, Any]]:
     return items
 
 
-def _normalize_item(item: Any, where: str) -> dict[str, Any]:
-    if not isinstance(item, dict):
-        raise invalid_type(where, "an object", item)
-    item = dict(item)
+def _normalize_item(raw: Any, where: str) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise invalid_type(where, "an object", raw)
+    item: dict[str, Any] = dict(raw)
     kind = item.get("type")
     if kind is None:
         if "role" not in item:

@@ -121,9 +121,7 @@ class ResponsesService:
         items = await build_context(self.store, project, request)
         return await self._open(project, request, backend, model_request(request, upstream_model, items))
 
-    async def _open(
-        self, project: str, request: CreateRequest, backend: Backend, call: ModelRequest
-    ) -> Run:
+    async def _open(self, project: str, request: CreateRequest, backend: Backend, call: ModelRequest) -> Run:
         response = new_response(request, new_id("resp"), int(time.time()))
         try:
             upstream = await backend.open(call)

@@ -50,9 +50,7 @@ def invalid_value(param: str, value: Any, supported: list[str] | tuple[str, ...]
 
 
 def missing(param: str) -> InvalidRequest:
-    return InvalidRequest(
-        f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter"
-    )
+    return InvalidRequest(f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter")
 
 
 def opt_str(body: dict[str, Any], key: str, param: str | None = None) -> str | None:
@@ -79,9 +77,7 @@ def opt_bool(body: dict[str, Any], key: str, default: bool | None = None) -> boo
     return value
 
 
-def opt_int(
-    body: dict[str, Any], key: str, *, minimum: int | None = None, maximum: int | None = None
-) -> int | None:
+def opt_int(body: dict[str, Any], key: str, *, minimum: int | None = None, maximum: int | None = None) -> int | None:
     value = body.get(key)
     if value is None:
         return None
@@ -109,15 +105,13 @@ def opt_number(
 def _check_range(key: str, value: float, minimum: float | None, maximum: float | None, kind: str) -> None:
     if minimum is not None and value < minimum:
         raise InvalidRequest(
-            f"Invalid '{key}': {kind} below minimum value. Expected a value >= {minimum}, "
-            f"but got {value} instead.",
+            f"Invalid '{key}': {kind} below minimum value. Expected a value >= {minimum}, but got {value} instead.",
             param=key,
             code=f"{kind}_below_min_value",
         )
     if maximum is not None and value > maximum:
         raise InvalidRequest(
-            f"Invalid '{key}': {kind} above maximum value. Expected a value <= {maximum}, "
-            f"but got {value} instead.",
+            f"Invalid '{key}': {kind} above maximum value. Expected a value <= {maximum}, but got {value} instead.",
             param=key,
             code=f"{kind}_above_max_value",
         )

@@ -13,9 +13,7 @@ class Store(Protocol):
 
     async def ping(self) -> bool: ...
 
-    async def save_response(
-        self, project: str, response: dict[str, Any], input_items: list[dict[str, Any]]
-    ) -> None:
+    async def save_response(self, project: str, response: dict[str, Any], input_items: list[dict[str, Any]]) -> None:
         """Persist a finished response: its object, its own new input, its output."""
 
     async def get_response(self, project: str, response_id: str) -> dict[str, Any] | None: ...

@@ -74,16 +74,26 @@ class SQLStore:
             await conn.execute(text("SELECT 1"))
         return True
 
-    async def save_response(
-        self, project: str, response: dict[str, Any], input_items: list[dict[str, Any]]
-    ) -> None:
+    async def save_response(self, project: str, response: dict[str, Any], input_items: list[dict[str, Any]]) -> None:
         body = {k: v for k, v in response.items() if k != "output"}
         rows = [
-            {"response_id": response["id"], "kind": INPUT, "position": i, "item_id": item.get("id", ""), "body": _dumps(item)}
+            {
+                "response_id": response["id"],
+                "kind": INPUT,
+                "position": i,
+                "item_id": item.get("id", ""),
+                "body": _dumps(item),
+            }
             for i, item in enumerate(input_items)
         ]
         rows += [
-            {"response_id": response["id"], "kind": OUTPUT, "position": i, "item_id": item.get("id", ""), "body": _dumps(item)}
+            {
+                "response_id": response["id"],
+                "kind": OUTPUT,
+                "position": i,
+                "item_id": item.get("id", ""),
+                "body": _dumps(item),
+            }
             for i, item in enumerate(response["output"])
         ]
         async with self.engine.begin() as conn:
@@ -105,11 +115,7 @@ class SQLStore:
     async def get_response(self, project: str, response_id: str) -> dict[str, Any] | None:
         query = (
             select(responses.c.body, items.c.body)
-            .select_from(
-                responses.outerjoin(
-                    items, (items.c.response_id == responses.c.id) & (items.c.kind == OUTPUT)
-                )
-            )
+            .select_from(responses.outerjoin(items, (items.c.response_id == responses.c.id) & (items.c.kind == OUTPUT)))
             .where(responses.c.id == response_id, responses.c.project == project)
             .order_by(items.c.position)
         )
@@ -125,9 +131,7 @@ class SQLStore:
         async with self.engine.begin() as conn:
             # Items go with their response (ON DELETE CASCADE where the database honours
             # it; explicitly as well, so the outcome never depends on a pragma).
-            owned = select(responses.c.id).where(
-                responses.c.id == response_id, responses.c.project == project
-            )
+            owned = select(responses.c.id).where(responses.c.id == response_id, responses.c.project == project)
             await conn.execute(delete(items).where(items.c.response_id.in_(owned.scalar_subquery())))
             result = await conn.execute(
                 delete(responses).where(responses.c.id == response_id, responses.c.project == project)

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Installs Continuo (if needed) and starts it. Arguments go to `continuo serve`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install.sh
+exec .venv/bin/continuo serve "$@"

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Installs Continuo with its test tools, then runs the linters, the type checker and the tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install.sh --dev
+.venv/bin/ruff check src tests
+.venv/bin/mypy
+.venv/bin/pytest -q "$@"
