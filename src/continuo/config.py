@@ -34,6 +34,17 @@ class DatabaseConfig:
 
 
 @dataclass(slots=True)
+class BackgroundConfig:
+    # Runs at once on this replica; the rest wait, queued, in order.
+    max_concurrent: int = 8
+    # A replica renews its runs' leases every lease_seconds / 3; a run whose lease ran
+    # out (its replica died) is ended as failed by whichever replica notices.
+    lease_seconds: float = 30.0
+    # How often readers and the queue look at the store when no wake-up came.
+    poll_seconds: float = 1.0
+
+
+@dataclass(slots=True)
 class ProviderConfig:
     name: str
     type: str
@@ -66,6 +77,7 @@ class ModelConfig:
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    background: BackgroundConfig = field(default_factory=BackgroundConfig)
     providers: list[ProviderConfig] = field(default_factory=list)
     models: list[ModelConfig] = field(default_factory=list)
 
@@ -112,6 +124,7 @@ def parse_config(raw: dict[str, Any]) -> Config:
     config = Config(
         server=_section(raw, "server", ServerConfig, "server"),
         database=_section(raw, "database", DatabaseConfig, "database"),
+        background=_section(raw, "background", BackgroundConfig, "background"),
         providers=[_provider(p, i) for i, p in enumerate(raw.get("providers", []))],
         models=[_model(m, i) for i, m in enumerate(raw.get("models", []))],
     )

@@ -11,6 +11,8 @@ from continuo.api.errors import EXCEPTION_HANDLERS
 from continuo.api.routes import ROUTES
 from continuo.backends import create_backend
 from continuo.config import Config
+from continuo.core.background import BackgroundRunner
+from continuo.core.notify import LocalNotifier
 from continuo.core.routing import Router
 from continuo.core.service import ResponsesService
 from continuo.store.sql import SQLStore
@@ -22,11 +24,20 @@ def create_app(config: Config) -> Starlette:
         store = SQLStore(config.database.url, migrate=config.database.migrate)
         await store.open()
         router = Router(config, create_backend)
+        notifier = LocalNotifier()
+        await notifier.start()
+        background = BackgroundRunner(store, router, notifier, config.background)
+        await background.start(single_replica=store.is_sqlite)
+        service = ResponsesService(store, router, notifier, background)
         app.state.config = config
-        app.state.service = ResponsesService(store, router)
+        app.state.service = service
         try:
             yield
         finally:
+            # Foreground requests have drained by now (the server waits for them).
+            await background.stop()
+            await service.aclose()
+            await notifier.stop()
             await router.aclose()
             await store.close()
 

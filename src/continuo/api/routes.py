@@ -53,23 +53,41 @@ async def _json_body(request: Request) -> Any:
 
 async def create_response(request: Request) -> Response:
     body = await _json_body(request)
-    run = await _service(request).create(body, _project(request))
-    if run.request.stream:
-        return sse_response(run.events())
-    return json_response(await run.result())
+    project = _project(request)
+    service = _service(request)
+    created = await service.create(body, project)
+    if isinstance(created, dict):  # queued in the background
+        if body.get("stream") is True:
+            return sse_response(await service.follow(project, created["id"], None))
+        return json_response(created)
+    if created.request.stream:
+        return sse_response(created.stream())
+    return json_response(await created.result())
+
+
+def _starting_after(request: Request) -> int | None:
+    raw = request.query_params.get("starting_after")
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise InvalidRequest(
+            f"Invalid 'starting_after': expected an integer, got '{raw}'.", param="starting_after", code="invalid_type"
+        ) from None
 
 
 async def get_response(request: Request) -> Response:
     response_id = request.path_params["response_id"]
+    service = _service(request)
     if request.query_params.get("stream") in ("true", "1"):
-        # Existence (and ownership) first, so an unknown id is still a 404.
-        await _service(request).retrieve(_project(request), response_id)
-        raise InvalidRequest(
-            "This response cannot be streamed: only background responses can be.",
-            param="stream",
-            code="invalid_value",
-        )
-    return json_response(await _service(request).retrieve(_project(request), response_id))
+        events = await service.follow(_project(request), response_id, _starting_after(request))
+        return sse_response(events)
+    return json_response(await service.retrieve(_project(request), response_id))
+
+
+async def cancel_response(request: Request) -> Response:
+    return json_response(await _service(request).cancel(_project(request), request.path_params["response_id"]))
 
 
 async def delete_response(request: Request) -> Response:
@@ -136,6 +154,7 @@ ROUTES = [
     Route("/v1/responses", create_response, methods=["POST"]),
     Route("/v1/responses/{response_id}", get_response, methods=["GET"]),
     Route("/v1/responses/{response_id}", delete_response, methods=["DELETE"]),
+    Route("/v1/responses/{response_id}/cancel", cancel_response, methods=["POST"]),
     Route("/v1/responses/{response_id}/input_items", list_input_items, methods=["GET"]),
     Route("/v1/models", list_models, methods=["GET"]),
     Route("/v1/models/{model:path}", get_model, methods=["GET"]),

@@ -17,7 +17,8 @@ from continuo.core.request import CreateRequest
 from continuo.ids import new_id
 
 Event = tuple[str, bytes]
-TERMINAL = ("response.completed", "response.incomplete", "response.failed")
+TERMINAL = ("response.completed", "response.incomplete", "response.failed", "response.cancelled")
+TERMINAL_STATUSES = ("completed", "incomplete", "failed", "cancelled")
 
 
 def new_response(request: CreateRequest, response_id: str, created_at: int) -> dict[str, Any]:
@@ -74,11 +75,13 @@ class ResponseBuilder:
     open until the end so that parallel calls may interleave their fragments.
     """
 
-    def __init__(self, response: dict[str, Any], *, emit: bool = True) -> None:
+    def __init__(self, response: dict[str, Any], *, emit: bool = True, sequence: int = 0) -> None:
         self.response = response
         self.emit = emit
         self.events: list[Event] = []
-        self.sequence = 0
+        self.sequence = sequence
+        # Output items finished so far; a background run saves them as they come.
+        self.items_done = 0
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
         self._current: _OpenItem | None = None
@@ -98,13 +101,13 @@ class ResponseBuilder:
         events, self.events = self.events, []
         return events
 
-    def _lifecycle(self, kind: str) -> None:
+    def lifecycle(self, kind: str) -> None:
         if self.emit:
             self._event(kind, {"response": self.response})
 
     def start(self) -> None:
-        self._lifecycle("response.created")
-        self._lifecycle("response.in_progress")
+        self.lifecycle("response.created")
+        self.lifecycle("response.in_progress")
 
     # -- deltas -------------------------------------------------------------------------
 
@@ -241,6 +244,7 @@ class ResponseBuilder:
             {"item_id": item["id"], "output_index": current.index, "content_index": 0, "part": part},
         )
         self._event("response.output_item.done", {"output_index": current.index, "item": item})
+        self.items_done += 1
 
     def _close_calls(self, status: str) -> None:
         for call in self._calls.values():
@@ -257,6 +261,7 @@ class ResponseBuilder:
                 },
             )
             self._event("response.output_item.done", {"output_index": call.index, "item": item})
+            self.items_done += 1
         self._calls.clear()
 
     def _close_all(self, status: str) -> None:
@@ -293,11 +298,26 @@ class ResponseBuilder:
         self.response["error"] = {"code": code, "message": message}
         self.response["usage"] = self._usage()
 
+    def cancel(self) -> None:
+        """Stopped before the model finished: keep what it produced, marked incomplete."""
+        self._close_all("incomplete")
+        self.response["status"] = "cancelled"
+        self.response["usage"] = self._usage()
+
     def terminal(self) -> None:
         """Record the terminal event for the settled status."""
-        status = self.response["status"]
-        kind = {"completed": "response.completed", "incomplete": "response.incomplete"}.get(status, "response.failed")
-        self._lifecycle(kind)
+        self.lifecycle(terminal_event(self.response["status"]))
+
+    def finished_output(self) -> list[dict[str, Any]]:
+        return [item for item in self.response["output"] if item["status"] != "in_progress"]
+
+
+def terminal_event(status: str) -> str:
+    return {
+        "completed": "response.completed",
+        "incomplete": "response.incomplete",
+        "cancelled": "response.cancelled",
+    }.get(status, "response.failed")
 
 
 def _snapshot(item: dict[str, Any]) -> dict[str, Any]:

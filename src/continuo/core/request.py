@@ -99,12 +99,6 @@ def parse_create_request(body: Any) -> CreateRequest:
         include=_include(body.get("include")),
         extra=_pass_through(body),
     )
-    if request.background:
-        raise InvalidRequest(
-            "Background mode is not supported by this server yet.",
-            param="background",
-            code="unsupported_parameter",
-        )
     return request
 
 

@@ -1,4 +1,5 @@
-"""The Responses semantics: create (streamed or not), retrieve, delete, list input items.
+"""The Responses semantics: create (streamed, not, or in the background), retrieve,
+follow, cancel, delete, list input items.
 
 No HTTP and no SQL here: requests come in as parsed JSON, errors leave as ``APIError``,
 state goes through the ``Store`` interface.
@@ -6,135 +7,102 @@ state goes through the ``Store`` interface.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
-from continuo.backends.base import Backend, DeltaStream, ModelRequest, UpstreamError
-from continuo.core.builder import Event, ResponseBuilder, new_response
+from continuo.backends.base import UpstreamError
+from continuo.core.background import BackgroundRunner
+from continuo.core.builder import TERMINAL, TERMINAL_STATUSES, Event, ResponseBuilder, new_response
 from continuo.core.context import build_context
-from continuo.core.request import CreateRequest, parse_create_request
+from continuo.core.notify import Notifier
+from continuo.core.request import parse_create_request
 from continuo.core.routing import Router
-from continuo.errors import APIError, InvalidRequest, NotFound, UpstreamFailure
+from continuo.core.run import Run, model_request, upstream_failure
+from continuo.errors import InvalidRequest, NotFound
 from continuo.ids import new_id
 from continuo.store.base import Store
 
 
-def upstream_failure(error: UpstreamError) -> APIError:
-    if 400 <= error.status < 500:
-        return InvalidRequest(error.message, status=error.status, code=error.code)
-    code = "upstream_timeout" if error.status == 504 else "upstream_error"
-    return UpstreamFailure(error.message, status=error.status, code=code)
-
-
-def model_request(request: CreateRequest, upstream_model: str, items: list[dict[str, Any]]) -> ModelRequest:
-    params: dict[str, Any] = dict(request.extra)
-    for name in ("temperature", "top_p", "max_output_tokens", "prompt_cache_key"):
-        if (value := getattr(request, name)) is not None:
-            params[name] = value
-    if (user := request.safety_identifier or request.user) is not None:
-        params["user"] = user
-    if request.reasoning.get("effort") is not None:
-        params["reasoning_effort"] = request.reasoning["effort"]
-    if request.tools:
-        params["parallel_tool_calls"] = request.parallel_tool_calls
-    return ModelRequest(
-        model=upstream_model,
-        items=items,
-        instructions=request.instructions,
-        tools=request.tools,
-        tool_choice=request.tool_choice,
-        text_format=request.text["format"],
-        params=params,
-        stream=request.stream,
-    )
-
-
-@dataclass
-class Run:
-    """One model call on its way to becoming a Response."""
-
-    service: ResponsesService
-    project: str
-    request: CreateRequest
-    builder: ResponseBuilder
-    upstream: DeltaStream
-
-    @property
-    def response(self) -> dict[str, Any]:
-        return self.builder.response
-
-    async def _save(self) -> None:
-        if self.request.store:
-            await self.service.store.save_response(self.project, self.response, self.request.input)
-
-    async def result(self) -> dict[str, Any]:
-        """Run to the end and return the finished Response (non-streamed)."""
-        try:
-            async for delta in self.upstream:
-                self.builder.feed(delta)
-        except UpstreamError as exc:
-            raise upstream_failure(exc) from None
-        finally:
-            await self.upstream.aclose()
-        self.builder.complete()
-        await self._save()
-        return self.response
-
-    async def events(self) -> AsyncIterator[Event]:
-        """Every stream event, ending with the terminal one, sent after the response is
-        stored so that a retrieve right after the stream sees what the stream said."""
-        builder = self.builder
-        builder.start()
-        for event in builder.drain():
-            yield event
-        try:
-            async for delta in self.upstream:
-                builder.feed(delta)
-                if builder.events:
-                    for event in builder.drain():
-                        yield event
-            builder.complete()
-        except UpstreamError as exc:
-            builder.fail(exc.message)
-        finally:
-            await self.upstream.aclose()
-        for event in builder.drain():
-            yield event
-        await self._save()
-        builder.terminal()
-        for event in builder.drain():
-            yield event
-
-
 class ResponsesService:
-    def __init__(self, store: Store, router: Router) -> None:
+    def __init__(self, store: Store, router: Router, notifier: Notifier, background: BackgroundRunner) -> None:
         self.store = store
         self.router = router
+        self.notifier = notifier
+        self.background = background
+        # Foreground streams run in tasks of their own; kept here so none is lost.
+        self.tasks: set[asyncio.Task[Any]] = set()
 
-    async def create(self, body: Any, project: str) -> Run:
-        """Validate, build the context, open the model call. Errors up to here are plain
-        HTTP errors; after it the run reports failures in the Response itself."""
+    async def create(self, body: Any, project: str) -> Run | dict[str, Any]:
+        """Validate, build the context and open the model call (a ``Run``), or queue a
+        background response (its object). Errors up to here are plain HTTP errors; after
+        that a run reports failures in the Response itself."""
         request = parse_create_request(body)
         backend, upstream_model = self.router.resolve(request.model)
         items = await build_context(self.store, project, request)
-        return await self._open(project, request, backend, model_request(request, upstream_model, items))
-
-    async def _open(self, project: str, request: CreateRequest, backend: Backend, call: ModelRequest) -> Run:
+        if request.background:
+            if not request.store:
+                raise InvalidRequest(
+                    "Background responses must be stored: 'background' requires 'store' to be true.",
+                    param="store",
+                    code="invalid_value",
+                )
+            return await self.background.enqueue(project, request, body)
         response = new_response(request, new_id("resp"), int(time.time()))
         try:
-            upstream = await backend.open(call)
+            upstream = await backend.open(model_request(request, upstream_model, items))
         except UpstreamError as exc:
             raise upstream_failure(exc) from None
         builder = ResponseBuilder(response, emit=request.stream)
-        return Run(self, project, request, builder, upstream)
+        return Run(self.store, project, request, builder, upstream, self.tasks)
 
     async def retrieve(self, project: str, response_id: str) -> dict[str, Any]:
         response = await self.store.get_response(project, response_id)
         if response is None:
             raise not_found(response_id)
         return response
+
+    async def follow(self, project: str, response_id: str, starting_after: int | None) -> AsyncIterator[Event]:
+        """Replay a background response's events after ``starting_after``, then follow
+        the live ones until the terminal event."""
+        response = await self.retrieve(project, response_id)
+        if not response.get("background"):
+            raise InvalidRequest(
+                "This response cannot be streamed: only background responses can be.",
+                param="stream",
+                code="invalid_value",
+            )
+        return self._follow(project, response_id, -1 if starting_after is None else starting_after)
+
+    async def _follow(self, project: str, response_id: str, after: int) -> AsyncIterator[Event]:
+        poll = self.background.config.poll_seconds
+        while True:
+            with self.notifier.listen(response_id) as signal:
+                batch = await self.store.events_after(project, response_id, after)
+                for event in batch:
+                    yield event.type, event.data
+                    after = event.sequence_number
+                    if event.type in TERMINAL:
+                        return
+                if not batch:
+                    current = await self.store.get_response(project, response_id)
+                    if current is None or current["status"] in TERMINAL_STATUSES:
+                        return
+                    await signal.wait(poll)
+
+    async def cancel(self, project: str, response_id: str) -> dict[str, Any]:
+        response = await self.retrieve(project, response_id)
+        if not response.get("background"):
+            raise InvalidRequest(
+                "Only responses created with 'background': true can be cancelled.",
+                param="response_id",
+                code="invalid_value",
+            )
+        if response["status"] in TERMINAL_STATUSES:
+            return response
+        await self.background.cancel(project, response)
+        return await self.retrieve(project, response_id)
 
     async def delete(self, project: str, response_id: str) -> dict[str, Any]:
         if not await self.store.delete_response(project, response_id):
@@ -162,6 +130,11 @@ class ResponsesService:
             "last_id": page[-1].get("id") if page else None,
             "has_more": len(items) > limit,
         }
+
+    async def aclose(self) -> None:
+        """Let foreground streams that are still finishing store their results."""
+        if self.tasks:
+            await asyncio.wait(self.tasks, timeout=10)
 
 
 def not_found(response_id: str) -> NotFound:

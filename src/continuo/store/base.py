@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 
@@ -30,3 +31,64 @@ class Store(Protocol):
 
     async def find_items(self, project: str, item_ids: list[str]) -> dict[str, dict[str, Any]]:
         """Stored items by id (the newest where an id was stored more than once)."""
+
+    # -- background runs ------------------------------------------------------------------
+
+    async def create_background(
+        self,
+        project: str,
+        response: dict[str, Any],
+        input_items: list[dict[str, Any]],
+        request: dict[str, Any],
+        events: list[StoredEvent],
+    ) -> None:
+        """Store a queued background response with its request and first events."""
+
+    async def claim_queued(self, owner: str, lease_until: int) -> ClaimedRun | None:
+        """Take the oldest queued run for ``owner``, exactly once across replicas."""
+
+    async def update_run(self, response_id: str, response: dict[str, Any], events: list[StoredEvent]) -> None:
+        """Save a running response's state (status, finished output) and new events."""
+
+    async def finish_run(
+        self,
+        response_id: str,
+        response: dict[str, Any],
+        events: list[StoredEvent],
+        *,
+        from_statuses: tuple[str, ...] = ("in_progress",),
+    ) -> bool:
+        """Save the final state and events of a run whose status is one of
+        ``from_statuses``; False (and nothing written) when it is not."""
+
+    async def append_events(self, response_id: str, events: list[StoredEvent]) -> None: ...
+
+    async def events_after(self, project: str, response_id: str, after: int) -> list[StoredEvent]: ...
+
+    async def next_sequence(self, response_id: str) -> int: ...
+
+    async def renew_leases(self, owner: str, lease_until: int) -> None: ...
+
+    async def cancel_requests(self, owner: str) -> list[str]:
+        """Ids of runs held by ``owner`` that someone asked to cancel."""
+
+    async def request_cancel(self, project: str, response_id: str) -> None: ...
+
+    async def expired_runs(self, now: int) -> list[tuple[str, str]]:
+        """(project, id) of in-progress runs whose owner stopped renewing its lease."""
+
+
+@dataclass(slots=True)
+class StoredEvent:
+    sequence_number: int
+    type: str
+    data: bytes
+
+
+@dataclass(slots=True)
+class ClaimedRun:
+    project: str
+    response: dict[str, Any]
+    request: dict[str, Any]
+    context: list[dict[str, Any]]
+    next_sequence: int

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 
 metadata = MetaData()
@@ -36,6 +37,14 @@ responses = Table(
     Column("updated_at", BigInteger, nullable=False),
     # The Response object as JSON, without "output" (that lives in items).
     Column("body", Text, nullable=False),
+    # Background runs: the create request, queue order, the replica running it and
+    # until when its lease holds, and whether someone asked to cancel it.
+    Column("request", Text, nullable=True),
+    Column("queued_at", BigInteger, nullable=True),
+    Column("owner", String(64), nullable=True),
+    Column("lease_until", BigInteger, nullable=True),
+    Column("cancel_requested", Boolean, nullable=False, server_default=false()),
+    Index("ix_responses_status_queued_at", "status", "queued_at"),
 )
 
 items = Table(
@@ -53,4 +62,14 @@ items = Table(
     Column("item_id", String(128), nullable=False),
     Column("body", Text, nullable=False),
     Index("ix_items_item_id", "item_id"),
+)
+
+# The stream events of background responses, so any reader can replay them.
+events = Table(
+    "events",
+    metadata,
+    Column("response_id", String(64), ForeignKey("responses.id", ondelete="CASCADE"), primary_key=True),
+    Column("sequence_number", Integer, primary_key=True),
+    Column("type", String(64), nullable=False),
+    Column("data", Text, nullable=False),
 )

@@ -9,11 +9,13 @@ from typing import Any
 import orjson
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Connection, delete, event, insert, literal, select, text
+from sqlalchemy import Connection, delete, event, func, insert, literal, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from continuo.store.base import ClaimedRun, StoredEvent
 from continuo.store.schema import INPUT, OUTPUT, items, responses
+from continuo.store.schema import events as events_table
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -46,6 +48,13 @@ def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+def _item_rows(response_id: str, kind: int, values: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {"response_id": response_id, "kind": kind, "position": i, "item_id": item.get("id", ""), "body": _dumps(item)}
+        for i, item in enumerate(values)
+    ]
+
+
 class SQLStore:
     def __init__(self, url: str, *, migrate: bool = True, pool_size: int = 10) -> None:
         self.url = async_url(url)
@@ -76,26 +85,8 @@ class SQLStore:
 
     async def save_response(self, project: str, response: dict[str, Any], input_items: list[dict[str, Any]]) -> None:
         body = {k: v for k, v in response.items() if k != "output"}
-        rows = [
-            {
-                "response_id": response["id"],
-                "kind": INPUT,
-                "position": i,
-                "item_id": item.get("id", ""),
-                "body": _dumps(item),
-            }
-            for i, item in enumerate(input_items)
-        ]
-        rows += [
-            {
-                "response_id": response["id"],
-                "kind": OUTPUT,
-                "position": i,
-                "item_id": item.get("id", ""),
-                "body": _dumps(item),
-            }
-            for i, item in enumerate(response["output"])
-        ]
+        rows = _item_rows(response["id"], INPUT, input_items)
+        rows += _item_rows(response["id"], OUTPUT, response["output"])
         async with self.engine.begin() as conn:
             await conn.execute(
                 insert(responses).values(
@@ -183,3 +174,167 @@ class SQLStore:
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         return {item_id: orjson.loads(body) for item_id, body in rows}
+
+    # -- background runs ------------------------------------------------------------------
+
+    @staticmethod
+    def _event_rows(response_id: str, stored: list[StoredEvent]) -> list[dict[str, Any]]:
+        return [
+            {"response_id": response_id, "sequence_number": e.sequence_number, "type": e.type, "data": e.data.decode()}
+            for e in stored
+        ]
+
+    async def create_background(
+        self,
+        project: str,
+        response: dict[str, Any],
+        input_items: list[dict[str, Any]],
+        request: dict[str, Any],
+        events: list[StoredEvent],
+    ) -> None:
+        body = {k: v for k, v in response.items() if k != "output"}
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                insert(responses).values(
+                    id=response["id"],
+                    project=project,
+                    previous_response_id=response.get("previous_response_id"),
+                    status=response["status"],
+                    background=True,
+                    created_at=response["created_at"],
+                    updated_at=int(time.time()),
+                    body=_dumps(body),
+                    request=_dumps(request),
+                    queued_at=time.time_ns(),
+                )
+            )
+            if input_items:
+                await conn.execute(insert(items), _item_rows(response["id"], INPUT, input_items))
+            if events:
+                await conn.execute(insert(events_table), self._event_rows(response["id"], events))
+
+    async def claim_queued(self, owner: str, lease_until: int) -> ClaimedRun | None:
+        oldest = (
+            select(responses.c.id)
+            .where(responses.c.status == "queued", responses.c.background.is_(True))
+            .order_by(responses.c.queued_at)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        claim = (
+            update(responses)
+            .where(responses.c.id == oldest, responses.c.status == "queued")
+            .values(status="in_progress", owner=owner, lease_until=lease_until, updated_at=int(time.time()))
+            .returning(responses.c.id, responses.c.project, responses.c.body, responses.c.request)
+        )
+        async with self.engine.begin() as conn:
+            row = (await conn.execute(claim)).first()
+        if row is None:
+            return None
+        response_id, project, body, request = row
+        context = await self.input_items(project, response_id) or []
+        response = orjson.loads(body)
+        response["output"] = []
+        return ClaimedRun(
+            project=project,
+            response=response,
+            request=orjson.loads(request) if request else {},
+            context=context,
+            next_sequence=await self.next_sequence(response_id),
+        )
+
+    async def _write_run(
+        self, conn: Any, response_id: str, response: dict[str, Any], stored: list[StoredEvent]
+    ) -> None:
+        body = {k: v for k, v in response.items() if k != "output"}
+        output = [item for item in response["output"] if item.get("status") != "in_progress"]
+        await conn.execute(
+            update(responses)
+            .where(responses.c.id == response_id)
+            .values(status=response["status"], body=_dumps(body), updated_at=int(time.time()))
+        )
+        await conn.execute(delete(items).where(items.c.response_id == response_id, items.c.kind == OUTPUT))
+        if output:
+            await conn.execute(insert(items), _item_rows(response_id, OUTPUT, output))
+        if stored:
+            await conn.execute(insert(events_table), self._event_rows(response_id, stored))
+
+    async def update_run(self, response_id: str, response: dict[str, Any], events: list[StoredEvent]) -> None:
+        async with self.engine.begin() as conn:
+            await self._write_run(conn, response_id, response, events)
+
+    async def finish_run(
+        self,
+        response_id: str,
+        response: dict[str, Any],
+        events: list[StoredEvent],
+        *,
+        from_statuses: tuple[str, ...] = ("in_progress",),
+    ) -> bool:
+        async with self.engine.begin() as conn:
+            # Taking the row first makes two replicas finishing the same run take turns.
+            taken = await conn.execute(
+                update(responses)
+                .where(responses.c.id == response_id, responses.c.status.in_(from_statuses))
+                .values(owner=None, lease_until=None)
+            )
+            if not taken.rowcount:
+                return False
+            await self._write_run(conn, response_id, response, events)
+        return True
+
+    async def append_events(self, response_id: str, stored: list[StoredEvent]) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(insert(events_table), self._event_rows(response_id, stored))
+
+    async def events_after(self, project: str, response_id: str, after: int) -> list[StoredEvent]:
+        query = (
+            select(events_table.c.sequence_number, events_table.c.type, events_table.c.data)
+            .select_from(events_table.join(responses, responses.c.id == events_table.c.response_id))
+            .where(
+                events_table.c.response_id == response_id,
+                responses.c.project == project,
+                events_table.c.sequence_number > after,
+            )
+            .order_by(events_table.c.sequence_number)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [StoredEvent(seq, kind, data.encode()) for seq, kind, data in rows]
+
+    async def next_sequence(self, response_id: str) -> int:
+        query = select(func.max(events_table.c.sequence_number)).where(events_table.c.response_id == response_id)
+        async with self.engine.connect() as conn:
+            last = (await conn.execute(query)).scalar()
+        return 0 if last is None else int(last) + 1
+
+    async def renew_leases(self, owner: str, lease_until: int) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(responses)
+                .where(responses.c.owner == owner, responses.c.status == "in_progress")
+                .values(lease_until=lease_until)
+            )
+
+    async def cancel_requests(self, owner: str) -> list[str]:
+        query = select(responses.c.id).where(
+            responses.c.owner == owner, responses.c.status == "in_progress", responses.c.cancel_requested.is_(True)
+        )
+        async with self.engine.connect() as conn:
+            return list((await conn.execute(query)).scalars())
+
+    async def request_cancel(self, project: str, response_id: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(responses)
+                .where(responses.c.id == response_id, responses.c.project == project)
+                .values(cancel_requested=True)
+            )
+
+    async def expired_runs(self, now: int) -> list[tuple[str, str]]:
+        query = select(responses.c.project, responses.c.id).where(
+            responses.c.status == "in_progress", responses.c.background.is_(True), responses.c.lease_until < now
+        )
+        async with self.engine.connect() as conn:
+            return [(project, response_id) for project, response_id in (await conn.execute(query)).all()]
