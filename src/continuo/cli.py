@@ -62,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     migrate.set_defaults(run=_migrate)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Request lines of the upstream client and migration chatter are not worth a log line each.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         result: int = args.run(args)
     except ConfigError as exc:

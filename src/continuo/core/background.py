@@ -123,7 +123,7 @@ class BackgroundRunner:
         builder = ResponseBuilder(response, sequence=claimed.next_sequence)
         builder.lifecycle("response.in_progress")
         written = claimed.next_sequence
-        items_saved = 0
+        items_saved = -1  # the first batch saves the new status too
 
         async def sink(events: list[Event]) -> None:
             nonlocal written, items_saved

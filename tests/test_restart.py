@@ -1,0 +1,124 @@
+"""Kill the server (SIGKILL, SIGTERM) with background runs queued and running: every run
+ends in a terminal state, persisted events still replay, nothing else stored is lost."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+
+from tests.support.fake_chat import Reply
+from tests.support.process import ServerProcess
+from tests.test_background import wait_until
+
+RESTARTED = "stopped before it finished"
+SHUTDOWN = "shut down while this response was running"
+
+
+def write_config(tmp_path: Path, upstream_url: str) -> Path:
+    config = tmp_path / "continuo.toml"
+    config.write_text(
+        f"""
+[database]
+url = "sqlite:///{tmp_path / "restart.db"}"
+
+[background]
+max_concurrent = 1
+lease_seconds = 1
+poll_seconds = 0.2
+
+[[providers]]
+name = "fake"
+type = "chat_completions"
+base_url = "{upstream_url}/v1"
+max_retries = 0
+
+[[models]]
+name = "*"
+provider = "fake"
+"""
+    )
+    return config
+
+
+@pytest.fixture
+def config(tmp_path, upstream) -> Path:
+    return write_config(tmp_path, upstream.url)
+
+
+@pytest.fixture
+def processes() -> Iterator[list[ServerProcess]]:
+    started: list[ServerProcess] = []
+    yield started
+    for process in started:
+        process.stop()
+
+
+def client_for(server: ServerProcess) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{server.url}/v1", api_key="k", max_retries=0)
+
+
+def event_types(client: openai.OpenAI, response_id: str) -> list[str]:
+    return [event.type for event in client.responses.retrieve(response_id, stream=True)]
+
+
+def test_sigkill_during_background_run(config, upstream, processes):
+    first = ServerProcess(config).start()
+    processes.append(first)
+    with client_for(first) as client:
+        kept = client.responses.create(model="m", input="keep me")
+        upstream.script(Reply(text="slow " * 200, chunk_size=3, delay=0.05))
+        running = client.responses.create(model="m", input="long", background=True)
+        queued = client.responses.create(model="m", input="waiting", background=True)
+        wait_until(lambda: client.responses.retrieve(running.id).status == "in_progress")
+        time.sleep(0.3)  # some deltas are persisted
+    first.kill()
+
+    second = ServerProcess(config, port=first.port).start()
+    processes.append(second)
+    with client_for(second) as client:
+        failed = client.responses.retrieve(running.id)
+        assert failed.status == "failed"
+        assert RESTARTED in failed.error.message
+        types = event_types(client, running.id)
+        assert types[:3] == ["response.created", "response.queued", "response.in_progress"]
+        assert "response.output_text.delta" in types
+        assert types[-1] == "response.failed"
+        done = wait_until(lambda: (r := client.responses.retrieve(queued.id)).status == "completed" and r)
+        assert done.output_text == "echo: waiting"
+        assert client.responses.retrieve(kept.id).output_text == "echo: keep me"
+
+
+def test_sigterm_drains_foreground_and_ends_background(config, upstream, processes):
+    server = ServerProcess(config).start()
+    processes.append(server)
+    upstream.script(Reply(text="bg " * 300, chunk_size=3, delay=0.05))
+    with client_for(server) as client:
+        running = client.responses.create(model="m", input="long", background=True)
+        wait_until(lambda: client.responses.retrieve(running.id).status == "in_progress")
+    upstream.script(Reply(text="foreground finishes", wait=1.0))
+    result: dict = {}
+
+    def foreground() -> None:
+        with client_for(server) as client:
+            result["response"] = client.responses.create(model="m", input="fg")
+
+    thread = threading.Thread(target=foreground)
+    thread.start()
+    wait_until(lambda: len(upstream.requests) == 2)
+    assert server.terminate() in (0, -15)  # uvicorn re-raises SIGTERM after a clean shutdown
+    thread.join(timeout=10)
+    assert result["response"].output_text == "foreground finishes"
+
+    restarted = ServerProcess(config, port=server.port).start()
+    processes.append(restarted)
+    with client_for(restarted) as client:
+        ended = client.responses.retrieve(running.id)
+        assert ended.status == "failed"
+        assert SHUTDOWN in ended.error.message
+        assert event_types(client, running.id)[-1] == "response.failed"
+        assert client.responses.retrieve(result["response"].id).status == "completed"
