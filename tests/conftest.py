@@ -71,3 +71,13 @@ def client(server: ServerThread) -> Iterator[openai.OpenAI]:
 async def aclient(server: ServerThread) -> Any:
     async with openai.AsyncOpenAI(base_url=f"{server.url}/v1", api_key="sk-client", max_retries=0) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A database of this test run's own on the local PostgreSQL server."""
+    from tests.support.postgres import create_database, drop_database
+
+    url = create_database()
+    yield url
+    drop_database(url)

@@ -30,7 +30,10 @@ class ServerConfig:
 @dataclass(slots=True)
 class DatabaseConfig:
     url: str = "sqlite:///continuo.db"
+    # Run migrations at start (``continuo migrate`` does it on demand).
     migrate: bool = True
+    # Connections per replica (PostgreSQL).
+    pool_size: int = 10
 
 
 @dataclass(slots=True)

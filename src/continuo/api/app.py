@@ -15,16 +15,17 @@ from continuo.core.background import BackgroundRunner
 from continuo.core.notify import LocalNotifier
 from continuo.core.routing import Router
 from continuo.core.service import ResponsesService
+from continuo.store.pg_notify import PostgresNotifier
 from continuo.store.sql import SQLStore
 
 
 def create_app(config: Config) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        store = SQLStore(config.database.url, migrate=config.database.migrate)
+        store = SQLStore(config.database.url, migrate=config.database.migrate, pool_size=config.database.pool_size)
         await store.open()
         router = Router(config, create_backend)
-        notifier = LocalNotifier()
+        notifier = LocalNotifier() if store.is_sqlite else PostgresNotifier(config.database.url)
         await notifier.start()
         background = BackgroundRunner(store, router, notifier, config.background)
         await background.start(single_replica=store.is_sqlite)

@@ -11,4 +11,8 @@ def create_backend(config: ProviderConfig) -> Backend:
         from continuo.backends.chat_completions import ChatCompletionsBackend
 
         return ChatCompletionsBackend(config)
+    if config.type == "responses":
+        from continuo.backends.responses import ResponsesBackend
+
+        return ResponsesBackend(config)
     raise ValueError(f"provider type {config.type!r} is not available in this build")

@@ -29,6 +29,9 @@ def async_url(url: str) -> str:
 
 
 def _run_migrations(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        # Replicas starting together take turns; the lock ends with the transaction.
+        connection.execute(text("SELECT pg_advisory_xact_lock(727274)"))
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["connection"] = connection
@@ -124,6 +127,7 @@ class SQLStore:
             # it; explicitly as well, so the outcome never depends on a pragma).
             owned = select(responses.c.id).where(responses.c.id == response_id, responses.c.project == project)
             await conn.execute(delete(items).where(items.c.response_id.in_(owned.scalar_subquery())))
+            await conn.execute(delete(events_table).where(events_table.c.response_id.in_(owned.scalar_subquery())))
             result = await conn.execute(
                 delete(responses).where(responses.c.id == response_id, responses.c.project == project)
             )

@@ -1,0 +1,390 @@
+"""A stateless Responses-API upstream (DigitalOcean serverless inference, OVHcloud AI
+Endpoints, vLLM): ``POST {base_url}/responses`` with ``store: false`` and the full context.
+
+Continuo owns the state, so the upstream never sees ``previous_response_id``,
+``background`` or ``conversation``: every call carries the whole chain Continuo rebuilt.
+What comes back is turned into deltas only; the upstream's ids, sequence numbers and
+status never reach a client (core builds its own from the deltas). The one exception is
+a function call's ``call_id``: it names the call for the model and the client echoes it
+in ``function_call_output``, as with every backend.
+
+Input items keep their shape. ``id`` and ``status`` stay only where the Responses schema
+requires them on input (an assistant message in output shape needs both, a reasoning item
+needs its id; OpenAI's and vLLM's validators reject these items without them); elsewhere
+they are ids this upstream never issued and are left out.
+
+Tools: function tools are sent in their plain shape, namespace groups flattened into them;
+hosted tools (``web_search``, ...) are passed through unless ``drop_params`` names their
+type. ``drop_params`` otherwise names top-level fields of the upstream body to leave out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+import httpx
+import orjson
+
+from continuo.backends.base import (
+    Delta,
+    Finish,
+    ModelRequest,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallDelta,
+    UpstreamError,
+    Usage,
+)
+from continuo.backends.http import HTTPProvider
+
+# ModelRequest.params sent under the same name. seed, stop, top_k and repetition_penalty
+# are not Responses fields but are only present when a client sent them; an upstream
+# that rejects one is configured with drop_params.
+PARAMS = (
+    "temperature",
+    "top_p",
+    "max_output_tokens",
+    "user",
+    "prompt_cache_key",
+    "seed",
+    "stop",
+    "top_k",
+    "repetition_penalty",
+)
+
+# OpenAI's event names first; Open Responses calls raw reasoning ``response.reasoning.delta``.
+REASONING_TEXT_EVENTS = ("response.reasoning_text.delta", "response.reasoning.delta")
+TEXT_EVENTS = ("response.output_text.delta", "response.refusal.delta")
+TERMINAL_EVENTS = ("response.completed", "response.incomplete")
+
+
+# -- the request -------------------------------------------------------------------------
+
+
+def upstream_item(item: dict[str, Any]) -> dict[str, Any]:
+    out = dict(item)
+    kind = out.get("type")
+    if kind == "message" and out.get("role") == "assistant":
+        return out
+    out.pop("status", None)
+    if kind != "reasoning":
+        out.pop("id", None)
+    return out
+
+
+def _function(tool: dict[str, Any]) -> dict[str, Any]:
+    function: dict[str, Any] = {
+        "type": "function",
+        "name": tool["name"],
+        "parameters": tool.get("parameters") or {"type": "object", "properties": {}},
+    }
+    if tool.get("description"):
+        function["description"] = tool["description"]
+    if tool.get("strict") is not None:
+        function["strict"] = tool["strict"]
+    return function
+
+
+def upstream_tools(tools: list[dict[str, Any]], dropped: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """Function tools (namespaces flattened) and the hosted tools not named in ``dropped``."""
+    left_out = set(dropped)
+    out: list[dict[str, Any]] = []
+    for tool in tools:
+        kind = tool.get("type")
+        if kind == "function":
+            out.append(_function(tool))
+        elif kind == "namespace":
+            out.extend(_function(fn) for fn in tool.get("tools") or ())
+        elif kind not in left_out:
+            out.append(tool)
+    return out
+
+
+def build_payload(request: ModelRequest, drop_params: Iterable[str] = ()) -> dict[str, Any]:
+    dropped = list(drop_params)
+    body: dict[str, Any] = {
+        "model": request.model,
+        "input": [upstream_item(item) for item in request.items],
+    }
+    if request.instructions:
+        body["instructions"] = request.instructions
+    tools = upstream_tools(request.tools, dropped)
+    if tools:
+        body["tools"] = tools
+        if request.tool_choice is not None:
+            body["tool_choice"] = request.tool_choice
+        if "parallel_tool_calls" in request.params:
+            body["parallel_tool_calls"] = request.params["parallel_tool_calls"]
+    fmt = request.text_format
+    if fmt and fmt.get("type") not in (None, "text"):
+        body["text"] = {"format": {k: v for k, v in fmt.items() if v is not None}}
+    if request.params.get("reasoning_effort") is not None:
+        body["reasoning"] = {"effort": request.params["reasoning_effort"]}
+    for name in PARAMS:
+        if name in request.params:
+            body[name] = request.params[name]
+    body["store"] = False
+    if request.stream:
+        body["stream"] = True
+    for name in dropped:
+        body.pop(name, None)
+    if "tools" not in body:
+        body.pop("tool_choice", None)
+        body.pop("parallel_tool_calls", None)
+    return body
+
+
+# -- the answer --------------------------------------------------------------------------
+
+
+def _usage(raw: dict[str, Any]) -> Usage:
+    details_in = raw.get("input_tokens_details") or {}
+    details_out = raw.get("output_tokens_details") or {}
+    return Usage(
+        input_tokens=raw.get("input_tokens") or 0,
+        output_tokens=raw.get("output_tokens") or 0,
+        cached_tokens=details_in.get("cached_tokens") or 0,
+        reasoning_tokens=details_out.get("reasoning_tokens") or 0,
+    )
+
+
+def _texts(parts: Any, *kinds: str) -> list[str]:
+    out = []
+    for part in parts or ():
+        if isinstance(part, dict) and part.get("type") in kinds:
+            value = part.get("refusal") if part.get("type") == "refusal" else part.get("text")
+            if isinstance(value, str) and value:
+                out.append(value)
+    return out
+
+
+def item_deltas(index: int, item: dict[str, Any]) -> list[Delta]:
+    """The deltas that make up one whole output item. Hosted tool calls (web search and
+    the like) have no delta and are left out."""
+    kind = item.get("type")
+    if kind == "message":
+        return [TextDelta(text) for text in _texts(item.get("content"), "output_text", "refusal")]
+    if kind == "reasoning":
+        text = "".join(_texts(item.get("content"), "reasoning_text")) or "\n\n".join(
+            _texts(item.get("summary"), "summary_text")
+        )
+        return [ReasoningDelta(text)] if text else []
+    if kind == "function_call":
+        return [ToolCallDelta(index, item.get("call_id"), item.get("name"), item.get("arguments") or "")]
+    return []
+
+
+def _error_text(error: Any, fallback: str) -> str:
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return str(error["message"])
+    if isinstance(error, str):
+        return error
+    return fallback
+
+
+class Translator:
+    """Upstream events in, deltas out. ``output_index`` tells items apart; an item whose
+    pieces never streamed (some servers only send ``output_item.done`` or the final
+    response) is taken whole from wherever it first appears complete."""
+
+    def __init__(self, provider: str) -> None:
+        self.provider = provider
+        self.done = False
+        self._covered: set[int] = set()  # text or reasoning items that produced deltas
+        self._calls: set[int] = set()  # function calls announced
+        self._arguments: set[int] = set()  # function calls whose arguments arrived
+        self._reasoning_source: dict[int, str] = {}
+        self._summary_part: dict[int, int] = {}
+
+    def failed(self, message: str) -> UpstreamError:
+        return UpstreamError(f"provider '{self.provider}' failed: {message}")
+
+    def feed(self, event: dict[str, Any]) -> list[Delta]:
+        kind = event.get("type")
+        index = event.get("output_index", 0)
+        if not isinstance(index, int):
+            index = 0
+        delta = event.get("delta")
+        if kind in TEXT_EVENTS:
+            if isinstance(delta, str) and delta:
+                self._covered.add(index)
+                return [TextDelta(delta)]
+            return []
+        if kind in REASONING_TEXT_EVENTS:
+            return self._reasoning(index, "text", delta, None)
+        if kind == "response.reasoning_summary_text.delta":
+            return self._reasoning(index, "summary", delta, event.get("summary_index", 0))
+        if kind == "response.output_item.added":
+            item = event.get("item") or {}
+            if item.get("type") == "function_call" and index not in self._calls:
+                self._calls.add(index)
+                if item.get("arguments"):
+                    self._arguments.add(index)
+                return item_deltas(index, item)
+            return []
+        if kind == "response.function_call_arguments.delta":
+            if not isinstance(delta, str) or not delta:
+                return []
+            self._calls.add(index)
+            self._arguments.add(index)
+            return [ToolCallDelta(index, arguments=delta)]
+        if kind == "response.function_call_arguments.done":
+            return self._call_done(index, {"arguments": event.get("arguments")})
+        if kind == "response.output_item.done":
+            return self._item_done(index, event.get("item") or {})
+        if kind in TERMINAL_EVENTS:
+            self.done = True
+            return self.final(event.get("response") or {})
+        if kind == "response.failed":
+            response = event.get("response") or {}
+            raise self.failed(_error_text(response.get("error"), "the response failed"))
+        if kind == "error":
+            raise self.failed(_error_text(event.get("error") or event, "error event"))
+        return []
+
+    def _reasoning(self, index: int, source: str, delta: Any, part: Any) -> list[Delta]:
+        # A server that streams both the raw reasoning and its summary of one item would
+        # say the same thing twice: the first kind seen wins.
+        if self._reasoning_source.setdefault(index, source) != source:
+            return []
+        if not isinstance(delta, str) or not delta:
+            return []
+        out: list[Delta] = []
+        if source == "summary":
+            last = self._summary_part.get(index)
+            if last is not None and last != part:
+                out.append(ReasoningDelta("\n\n"))
+            self._summary_part[index] = part
+        self._covered.add(index)
+        out.append(ReasoningDelta(delta))
+        return out
+
+    def _call_done(self, index: int, item: dict[str, Any]) -> list[Delta]:
+        if index not in self._calls:
+            self._calls.add(index)
+            self._arguments.add(index)
+            return item_deltas(index, {"type": "function_call", **item})
+        if index not in self._arguments and item.get("arguments"):
+            self._arguments.add(index)
+            return [ToolCallDelta(index, name=item.get("name"), arguments=item["arguments"])]
+        return []
+
+    def _item_done(self, index: int, item: dict[str, Any]) -> list[Delta]:
+        if item.get("type") == "function_call":
+            return self._call_done(index, item)
+        if index in self._covered:
+            return []
+        self._covered.add(index)
+        return item_deltas(index, item)
+
+    def final(self, response: dict[str, Any]) -> list[Delta]:
+        """What the finished response adds: items not seen yet, usage, the finish reason."""
+        if response.get("status") == "failed":
+            raise self.failed(_error_text(response.get("error"), "the response failed"))
+        deltas: list[Delta] = []
+        for index, item in enumerate(response.get("output") or ()):
+            if isinstance(item, dict):
+                deltas.extend(self._item_done(index, item))
+        if isinstance(usage := response.get("usage"), dict):
+            deltas.append(_usage(usage))
+        deltas.append(Finish(self._finish_reason(response)))
+        return deltas
+
+    def _finish_reason(self, response: dict[str, Any]) -> str:
+        if response.get("status") == "incomplete":
+            reason = (response.get("incomplete_details") or {}).get("reason")
+            return "content_filter" if reason == "content_filter" else "length"
+        return "tool_calls" if self._calls else "stop"
+
+
+def response_deltas(provider: str, body: dict[str, Any]) -> list[Delta]:
+    """The deltas of a whole (non-streamed) Response object."""
+    if body.get("error") and not body.get("output"):
+        raise UpstreamError(f"provider '{provider}' failed: {_error_text(body['error'], 'unknown error')}")
+    if not isinstance(body.get("output"), list):
+        raise UpstreamError(f"provider '{provider}' answered with JSON that is not a Response")
+    return Translator(provider).final(body)
+
+
+async def sse_events(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str | None, str]]:
+    """(event name, data) of each Server-Sent Event."""
+    name: str | None = None
+    data: list[str] = []
+    async for line in lines:
+        if not line:
+            if data:
+                yield name, "\n".join(data)
+            name, data = None, []
+            continue
+        if line.startswith(":"):
+            continue
+        field, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if field == "event":
+            name = value
+        elif field == "data":
+            data.append(value)
+    if data:
+        yield name, "\n".join(data)
+
+
+class _EventStream:
+    def __init__(self, provider: str, response: httpx.Response) -> None:
+        self.provider = provider
+        self.response = response
+
+    async def __aiter__(self) -> AsyncIterator[Delta]:
+        translator = Translator(self.provider)
+        try:
+            async for name, data in sse_events(self.response.aiter_lines()):
+                if data == "[DONE]":
+                    continue
+                try:
+                    event = orjson.loads(data)
+                except orjson.JSONDecodeError:
+                    raise UpstreamError(f"provider '{self.provider}' sent a malformed stream event") from None
+                if not isinstance(event, dict):
+                    raise UpstreamError(f"provider '{self.provider}' sent a malformed stream event")
+                if name and "type" not in event:
+                    event["type"] = name
+                for delta in translator.feed(event):
+                    yield delta
+                if translator.done:
+                    return
+        except httpx.TimeoutException:
+            raise UpstreamError(f"provider '{self.provider}' timed out", status=504) from None
+        except httpx.HTTPError as exc:
+            raise UpstreamError(f"provider '{self.provider}' broke off the stream: {exc}") from None
+        finally:
+            await self.response.aclose()
+        raise UpstreamError(f"provider '{self.provider}' ended the stream before finishing")
+
+    async def aclose(self) -> None:
+        await self.response.aclose()
+
+
+class _Deltas:
+    def __init__(self, deltas: list[Delta]) -> None:
+        self.deltas = deltas
+
+    async def __aiter__(self) -> AsyncIterator[Delta]:
+        for delta in self.deltas:
+            yield delta
+
+    async def aclose(self) -> None:
+        return None
+
+
+class ResponsesBackend(HTTPProvider):
+    def payload(self, request: ModelRequest) -> dict[str, Any]:
+        return build_payload(request, self.config.drop_params)
+
+    async def open(self, request: ModelRequest) -> _EventStream | _Deltas:
+        response = await self.post("/responses", self.payload(request))
+        content_type = response.headers.get("content-type", "")
+        if request.stream and "json" not in content_type and "html" not in content_type:
+            return _EventStream(self.name, response)
+        # Not streamed, or an upstream that answered a stream with one JSON object (or a
+        # proxy's HTML page with a 200, which read_json turns into a 502).
+        return _Deltas(response_deltas(self.name, await self.read_json(response)))

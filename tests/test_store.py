@@ -1,0 +1,177 @@
+"""The store, the same suite on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from sqlalchemy import event, text
+
+from continuo.store.base import StoredEvent
+from continuo.store.sql import SQLStore
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store(request, tmp_path) -> AsyncIterator[SQLStore]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'store.db'}"
+    else:
+        url = request.getfixturevalue("pg_url")
+    instance = SQLStore(url)
+    await instance.open()
+    async with instance.engine.begin() as conn:
+        for table in ("events", "items", "responses"):
+            await conn.execute(text(f"DELETE FROM {table}"))
+    yield instance
+    await instance.close()
+
+
+def response(response_id: str, previous: str | None = None, text_: str = "out", **extra: Any) -> dict[str, Any]:
+    return {
+        "id": response_id,
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": "completed",
+        "previous_response_id": previous,
+        "output": [
+            {
+                "id": f"msg_out_{response_id}",
+                "type": "message",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": text_}],
+            }
+        ],
+        **extra,
+    }
+
+
+def user(item_id: str, text_: str) -> dict[str, Any]:
+    return {"id": item_id, "type": "message", "role": "user", "content": [{"type": "input_text", "text": text_}]}
+
+
+def texts(items: list[dict[str, Any]]) -> list[str]:
+    return [item["content"][0]["text"] for item in items]
+
+
+async def test_save_get_delete(store):
+    await store.save_response("p", response("resp_a"), [user("msg_a", "hi")])
+    got = await store.get_response("p", "resp_a")
+    assert got == response("resp_a") | {"created_at": got["created_at"]}
+    assert await store.get_response("other", "resp_a") is None
+    assert await store.delete_response("other", "resp_a") is False
+    assert await store.delete_response("p", "resp_a") is True
+    assert await store.get_response("p", "resp_a") is None
+    assert await store.input_items("p", "resp_a") is None
+
+
+async def test_chain_branches_and_input_items(store):
+    await store.save_response("p", response("resp_1", text_="o1"), [user("msg_1", "i1")])
+    await store.save_response("p", response("resp_2", "resp_1", text_="o2"), [user("msg_2", "i2")])
+    await store.save_response("p", response("resp_3", "resp_1", text_="o3"), [user("msg_3", "i3")])
+    assert texts(await store.chain_items("p", "resp_2")) == ["i1", "o1", "i2", "o2"]
+    assert texts(await store.chain_items("p", "resp_3")) == ["i1", "o1", "i3", "o3"]
+    assert texts(await store.input_items("p", "resp_3")) == ["i1", "o1", "i3"]
+    assert await store.chain_items("other", "resp_3") is None
+    found = await store.find_items("p", ["msg_out_resp_1", "msg_2", "missing"])
+    assert set(found) == {"msg_out_resp_1", "msg_2"}
+    assert await store.find_items("other", ["msg_2"]) == {}
+
+
+async def test_deep_chain_is_one_query(store):
+    previous = None
+    for i in range(1000):
+        await store.save_response("p", response(f"resp_{i}", previous, text_=f"o{i}"), [user(f"msg_{i}", f"i{i}")])
+        previous = f"resp_{i}"
+    statements: list[str] = []
+
+    def count(_conn, _cursor, statement, *_args):
+        statements.append(statement)
+
+    event.listen(store.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        chain = await store.chain_items("p", "resp_999")
+    finally:
+        event.remove(store.engine.sync_engine, "before_cursor_execute", count)
+    assert len(chain) == 2000
+    assert texts(chain)[:3] == ["i0", "o0", "i1"] and texts(chain)[-1] == "o999"
+    assert len([s for s in statements if "RECURSIVE" in s.upper()]) == 1
+    assert len(statements) == 1
+
+
+async def background(store, response_id: str, project: str = "p") -> None:
+    queued = response(response_id, status="queued", background=True) | {"output": []}
+    events = [
+        StoredEvent(0, "response.created", b'{"type":"response.created"}'),
+        StoredEvent(1, "response.queued", b"{}"),
+    ]
+    await store.create_background(
+        project, queued, [user(f"msg_{response_id}", "go")], {"model": "m", "input": "go"}, events
+    )
+
+
+async def test_queue_is_claimed_in_order_and_once(store):
+    for i in range(12):
+        await background(store, f"resp_q{i}")
+    claims = await asyncio.gather(*(store.claim_queued(f"owner{i % 3}", 10**15) for i in range(20)))
+    claimed = [c.response["id"] for c in claims if c is not None]
+    assert sorted(claimed) == sorted(f"resp_q{i}" for i in range(12))
+    assert len(claimed) == len(set(claimed))
+    first = next(c for c in claims if c is not None)
+    assert first.request == {"model": "m", "input": "go"}
+    assert texts(first.context) == ["go"]
+    assert first.next_sequence == 2
+
+
+async def test_claim_order(store):
+    for name in ("resp_first", "resp_second", "resp_third"):
+        await background(store, name)
+    order = [(await store.claim_queued("me", 10**15)).response["id"] for _ in range(3)]
+    assert order == ["resp_first", "resp_second", "resp_third"]
+    assert await store.claim_queued("me", 10**15) is None
+
+
+async def test_run_progress_events_and_finish(store):
+    await background(store, "resp_run")
+    claim = await store.claim_queued("me", 10**15)
+    running = claim.response | {"status": "in_progress"}
+    running["output"] = [
+        {"id": "rs_1", "type": "reasoning", "status": "completed"},
+        {"id": "msg_x", "type": "message", "status": "in_progress"},
+    ]
+    await store.update_run("resp_run", running, [StoredEvent(2, "response.in_progress", b"{}")])
+    await store.append_events("resp_run", [StoredEvent(3, "response.output_text.delta", b"{}")])
+    now = await store.get_response("p", "resp_run")
+    assert now["status"] == "in_progress" and [i["id"] for i in now["output"]] == ["rs_1"]
+    assert [e.sequence_number for e in await store.events_after("p", "resp_run", 0)] == [1, 2, 3]
+    assert await store.events_after("other", "resp_run", -1) == []
+    assert await store.next_sequence("resp_run") == 4
+    done = running | {"status": "completed", "output": [running["output"][0], {"id": "msg_x", "status": "completed"}]}
+    assert await store.finish_run("resp_run", done, [StoredEvent(4, "response.completed", b"{}")]) is True
+    assert await store.finish_run("resp_run", done, []) is False
+    final = await store.get_response("p", "resp_run")
+    assert final["status"] == "completed" and len(final["output"]) == 2
+
+
+async def test_leases_cancel_requests_and_expiry(store):
+    await background(store, "resp_lease")
+    await store.claim_queued("owner-a", 1000)
+    assert await store.expired_runs(999) == []
+    assert await store.expired_runs(1001) == [("p", "resp_lease")]
+    await store.renew_leases("owner-a", 5000)
+    assert await store.expired_runs(1001) == []
+    assert await store.cancel_requests("owner-a") == []
+    await store.request_cancel("p", "resp_lease")
+    assert await store.cancel_requests("owner-a") == ["resp_lease"]
+    assert await store.cancel_requests("owner-b") == []
+
+
+async def test_delete_removes_items_and_events(store):
+    await background(store, "resp_del")
+    assert await store.delete_response("p", "resp_del") is True
+    async with store.engine.connect() as conn:
+        for table in ("items", "events"):
+            count = (await conn.execute(text(f"SELECT count(*) FROM {table} WHERE response_id = 'resp_del'"))).scalar()
+            assert count == 0
