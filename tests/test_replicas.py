@@ -156,22 +156,26 @@ def test_concurrent_branches_from_one_parent(cluster, upstream):
         assert [i.content[0].text for i in items.data] == ["parent", "echo: parent", name]
 
 
+def _chain_child(on: openai.OpenAI, parent_id: str, outcome: dict[str, object]) -> None:
+    try:
+        outcome["chain"] = on.responses.create(model="m", input="child", previous_response_id=parent_id)
+    except openai.BadRequestError as error:
+        outcome["chain"] = error
+
+
+def _delete(on: openai.OpenAI, parent_id: str, outcome: dict[str, object]) -> None:
+    outcome["delete"] = on.responses.delete(parent_id)
+
+
 def test_delete_while_chaining_is_clean(cluster, upstream):
     on_a, on_b, _ = cluster
     for round_ in range(6):
         parent = on_a.responses.create(model="m", input=f"p{round_}")
         outcome: dict[str, object] = {}
-
-        def chain(p=parent) -> None:
-            try:
-                outcome["chain"] = on_b.responses.create(model="m", input="child", previous_response_id=p.id)
-            except openai.BadRequestError as error:
-                outcome["chain"] = error
-
-        def delete(p=parent) -> None:
-            outcome["delete"] = on_a.responses.delete(p.id)
-
-        threads = [threading.Thread(target=chain), threading.Thread(target=delete)]
+        threads = [
+            threading.Thread(target=_chain_child, args=(on_b, parent.id, outcome)),
+            threading.Thread(target=_delete, args=(on_a, parent.id, outcome)),
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:

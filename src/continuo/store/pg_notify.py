@@ -44,7 +44,7 @@ class PostgresNotifier(LocalNotifier):
         self.wake(channel)
         try:
             await self.sender.execute("SELECT pg_notify($1, $2)", CHANNEL, channel)
-        except Exception:  # noqa: BLE001 - a lost hint only costs latency
+        except Exception:  # a lost hint only costs latency
             log.warning("could not notify other replicas about %s", channel, exc_info=True)
 
     async def stop(self) -> None:
