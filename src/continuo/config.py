@@ -140,8 +140,16 @@ def parse_config(raw: dict[str, Any]) -> Config:
     return config
 
 
+def default_local_model() -> tuple[list[ProviderConfig], list[ModelConfig]]:
+    """With no provider configured, the embedded model answers as ``local`` and for any
+    other name, so a fresh install works with no key and no upstream."""
+    provider = ProviderConfig(name="local", type="local")
+    return [provider], [ModelConfig(name="local", provider="local"), ModelConfig(name="*", provider="local")]
+
+
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
-    """Read the TOML file at ``path`` (or ``$CONTINUO_CONFIG``); no file means defaults.
+    """Read the TOML file at ``path`` (or ``$CONTINUO_CONFIG``); no file means defaults:
+    SQLite at ./continuo.db and the embedded local model.
 
     ``$CONTINUO_DATABASE_URL`` overrides ``[database] url``.
     """
@@ -155,6 +163,8 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
     config = parse_config(raw)
+    if not config.providers:
+        config.providers, config.models = default_local_model()
     if url := os.environ.get("CONTINUO_DATABASE_URL"):
         config.database.url = url
     return config
