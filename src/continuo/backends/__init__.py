@@ -15,4 +15,8 @@ def create_backend(config: ProviderConfig) -> Backend:
         from continuo.backends.responses import ResponsesBackend
 
         return ResponsesBackend(config)
+    if config.type == "local":
+        from continuo.backends.local import LocalBackend
+
+        return LocalBackend(config)
     raise ValueError(f"provider type {config.type!r} is not available in this build")
