@@ -159,9 +159,10 @@ def _texts(parts: Any, *kinds: str) -> list[str]:
     return out
 
 
-def item_deltas(index: int, item: dict[str, Any]) -> list[Delta]:
-    """The deltas that make up one whole output item. Hosted tool calls (web search and
-    the like) have no delta and are left out."""
+def item_deltas(item: dict[str, Any]) -> list[Delta]:
+    """The deltas of one whole message or reasoning item. Function calls go through
+    ``Translator``; hosted tool calls (web search and the like) have no delta and are
+    left out."""
     kind = item.get("type")
     if kind == "message":
         return [TextDelta(text) for text in _texts(item.get("content"), "output_text", "refusal")]
@@ -170,8 +171,6 @@ def item_deltas(index: int, item: dict[str, Any]) -> list[Delta]:
             _texts(item.get("summary"), "summary_text")
         )
         return [ReasoningDelta(text)] if text else []
-    if kind == "function_call":
-        return [ToolCallDelta(index, item.get("call_id"), item.get("name"), item.get("arguments") or "")]
     return []
 
 
@@ -193,6 +192,7 @@ class Translator:
         self.done = False
         self._covered: set[int] = set()  # text or reasoning items that produced deltas
         self._calls: set[int] = set()  # function calls announced
+        self._named: set[int] = set()  # function calls whose name arrived
         self._arguments: set[int] = set()  # function calls whose arguments arrived
         self._reasoning_source: dict[int, str] = {}
         self._summary_part: dict[int, int] = {}
@@ -217,12 +217,7 @@ class Translator:
             return self._reasoning(index, "summary", delta, event.get("summary_index", 0))
         if kind == "response.output_item.added":
             item = event.get("item") or {}
-            if item.get("type") == "function_call" and index not in self._calls:
-                self._calls.add(index)
-                if item.get("arguments"):
-                    self._arguments.add(index)
-                return item_deltas(index, item)
-            return []
+            return self._call(index, item) if item.get("type") == "function_call" else []
         if kind == "response.function_call_arguments.delta":
             if not isinstance(delta, str) or not delta:
                 return []
@@ -230,7 +225,7 @@ class Translator:
             self._arguments.add(index)
             return [ToolCallDelta(index, arguments=delta)]
         if kind == "response.function_call_arguments.done":
-            return self._call_done(index, {"arguments": event.get("arguments")})
+            return self._call(index, {"arguments": event.get("arguments")})
         if kind == "response.output_item.done":
             return self._item_done(index, event.get("item") or {})
         if kind in TERMINAL_EVENTS:
@@ -260,23 +255,34 @@ class Translator:
         out.append(ReasoningDelta(delta))
         return out
 
-    def _call_done(self, index: int, item: dict[str, Any]) -> list[Delta]:
+    def _call(self, index: int, item: dict[str, Any]) -> list[Delta]:
+        """Whatever is new about a function call: its announcement, or the name and
+        arguments of one whose pieces came out of order or not at all."""
+        name = item.get("name") or None
+        arguments = item.get("arguments") or ""
         if index not in self._calls:
             self._calls.add(index)
+            if name:
+                self._named.add(index)
+            if arguments:
+                self._arguments.add(index)
+            return [ToolCallDelta(index, item.get("call_id"), name, arguments)]
+        out: list[Delta] = []
+        if name and index not in self._named:
+            self._named.add(index)
+            out.append(ToolCallDelta(index, name=name))
+        if arguments and index not in self._arguments:
             self._arguments.add(index)
-            return item_deltas(index, {"type": "function_call", **item})
-        if index not in self._arguments and item.get("arguments"):
-            self._arguments.add(index)
-            return [ToolCallDelta(index, name=item.get("name"), arguments=item["arguments"])]
-        return []
+            out.append(ToolCallDelta(index, arguments=arguments))
+        return out
 
     def _item_done(self, index: int, item: dict[str, Any]) -> list[Delta]:
         if item.get("type") == "function_call":
-            return self._call_done(index, item)
+            return self._call(index, item)
         if index in self._covered:
             return []
         self._covered.add(index)
-        return item_deltas(index, item)
+        return item_deltas(item)
 
     def final(self, response: dict[str, Any]) -> list[Delta]:
         """What the finished response adds: items not seen yet, usage, the finish reason."""
