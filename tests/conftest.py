@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,10 @@ from continuo.api.app import create_app
 from continuo.config import parse_config
 from tests.support.fake_chat import FakeChatUpstream
 from tests.support.servers import ServerThread
+
+# Servers run in threads of this process: without a short GIL switch interval every hop
+# between the client and a server thread waits up to 5 ms.
+sys.setswitchinterval(0.0005)
 
 
 @pytest.fixture(scope="session")

@@ -48,6 +48,38 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _keys(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from continuo.core.keys import hash_key, new_key
+    from continuo.store.sql import SQLStore
+
+    config = load_config(args.config)
+
+    async def run() -> int:
+        store = SQLStore(config.database.url, migrate=config.database.migrate)
+        await store.open()
+        try:
+            if args.action == "create":
+                key_id, key = new_key()
+                await store.create_key(key_id, args.project, hash_key(key))
+                print(key)
+                print(f"created {key_id} for project {args.project}; the key is shown only once", file=sys.stderr)
+            elif args.action == "list":
+                for stored in await store.list_keys():
+                    created = datetime.fromtimestamp(stored.created_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                    state = "" if stored.revoked_at is None else " revoked"
+                    print(f"{stored.id} {stored.project} {created}{state}")
+            elif not await store.revoke_key(args.id):
+                print(f"continuo: no active key {args.id}", file=sys.stderr)
+                return 1
+            return 0
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="continuo", description="The OpenAI Responses API, stateful, for any model.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -60,6 +92,16 @@ def main(argv: list[str] | None = None) -> int:
     migrate = sub.add_parser("migrate", help="bring the database schema up to date")
     migrate.add_argument("--config")
     migrate.set_defaults(run=_migrate)
+    keys = sub.add_parser("keys", help="manage API keys")
+    keys_sub = keys.add_subparsers(dest="action", required=True)
+    create = keys_sub.add_parser("create", help="make a key for a project and print it once")
+    create.add_argument("--project", required=True)
+    keys_sub.add_parser("list", help="one key a line: id, project, creation time (never the key)")
+    revoke = keys_sub.add_parser("revoke", help="revoke a key by its id")
+    revoke.add_argument("id")
+    for parser_ in (keys, create, revoke, keys_sub.choices["list"]):
+        parser_.add_argument("--config", default=argparse.SUPPRESS)
+    keys.set_defaults(run=_keys, config=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Request lines of the upstream client and migration chatter are not worth a log line each.

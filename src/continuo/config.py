@@ -48,6 +48,33 @@ class BackgroundConfig:
 
 
 @dataclass(slots=True)
+class LimitsConfig:
+    # 0 turns a limit off.
+    requests_per_minute: int = 0  # per API key, per replica
+    concurrent_streams: int = 0  # per API key, per replica
+    max_input_items: int = 4096
+
+
+@dataclass(slots=True)
+class SecurityConfig:
+    # The server fetches URLs itself only for providers with fetch_remote_content; these
+    # bound what it will fetch.
+    allow_private_urls: bool = False
+    fetch_max_bytes: int = 20 * 1024 * 1024
+    fetch_timeout: float = 10.0
+
+
+@dataclass(slots=True)
+class KeyConfig:
+    """A key declared in the file: by its hash (``sha256:<hex>``) or by the name of the
+    environment variable that holds it."""
+
+    project: str
+    hash: str | None = None
+    env: str | None = None
+
+
+@dataclass(slots=True)
 class ProviderConfig:
     name: str
     type: str
@@ -58,6 +85,9 @@ class ProviderConfig:
     connect_timeout: float = 10.0
     max_retries: int = 2
     drop_params: list[str] = field(default_factory=list)
+    # Download http(s) images and files in the input and send them inline, for upstreams
+    # that cannot fetch URLs themselves.
+    fetch_remote_content: bool = False
     model_path: str | None = None
     n_threads: int = 1
     n_ctx: int = 4096
@@ -81,6 +111,9 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     background: BackgroundConfig = field(default_factory=BackgroundConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+    keys: list[KeyConfig] = field(default_factory=list)
     providers: list[ProviderConfig] = field(default_factory=list)
     models: list[ModelConfig] = field(default_factory=list)
 
@@ -123,11 +156,27 @@ def _model(raw: Any, index: int) -> ModelConfig:
     return ModelConfig(**raw)
 
 
+def _key(raw: Any, index: int) -> KeyConfig:
+    if not isinstance(raw, dict) or not isinstance(raw.get("project"), str):
+        raise ConfigError(f"keys[{index}] needs a 'project'")
+    unknown = set(raw) - {f.name for f in dataclasses.fields(KeyConfig)}
+    if unknown:
+        raise ConfigError(f"keys[{index}] has unknown keys: {', '.join(sorted(unknown))}")
+    if (raw.get("hash") is None) == (raw.get("env") is None):
+        raise ConfigError(f"keys[{index}] needs exactly one of 'hash' (sha256:<hex>) or 'env'")
+    if raw.get("hash") is not None and not str(raw["hash"]).startswith("sha256:"):
+        raise ConfigError(f"keys[{index}].hash must look like sha256:<hex>")
+    return KeyConfig(**raw)
+
+
 def parse_config(raw: dict[str, Any]) -> Config:
     config = Config(
         server=_section(raw, "server", ServerConfig, "server"),
         database=_section(raw, "database", DatabaseConfig, "database"),
         background=_section(raw, "background", BackgroundConfig, "background"),
+        limits=_section(raw, "limits", LimitsConfig, "limits"),
+        security=_section(raw, "security", SecurityConfig, "security"),
+        keys=[_key(k, i) for i, k in enumerate(raw.get("keys", []))],
         providers=[_provider(p, i) for i, p in enumerate(raw.get("providers", []))],
         models=[_model(m, i) for i, m in enumerate(raw.get("models", []))],
     )

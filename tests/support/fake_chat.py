@@ -61,7 +61,16 @@ class FakeChatUpstream:
         self.replies: deque[Reply] = deque()
         self.disconnects = 0
         self.counter = itertools.count()
-        self.app = Starlette(routes=[Route("/v1/chat/completions", self.handle, methods=["POST"])])
+        self.app = Starlette(
+            routes=[
+                Route("/v1/chat/completions", self.handle, methods=["POST"]),
+                Route("/files/{name}", self.file, methods=["GET"]),
+            ]
+        )
+
+    async def file(self, request: Request) -> Response:
+        """A small image to fetch, for the remote-content tests."""
+        return Response(b"\x89PNG fake image " + request.path_params["name"].encode(), media_type="image/png")
 
     def reset(self) -> None:
         self.requests.clear()

@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 
+from continuo.api.auth import AuthMiddleware
 from continuo.api.errors import EXCEPTION_HANDLERS
 from continuo.api.routes import ROUTES
 from continuo.backends import create_backend
 from continuo.config import Config
 from continuo.core.background import BackgroundRunner
+from continuo.core.fetch import Fetcher
+from continuo.core.keys import KeyRing
+from continuo.core.limits import Limiter
 from continuo.core.notify import LocalNotifier
 from continuo.core.routing import Router
 from continuo.core.service import ResponsesService
 from continuo.store.pg_notify import PostgresNotifier
 from continuo.store.sql import SQLStore
+
+log = logging.getLogger("continuo")
 
 
 def create_app(config: Config) -> Starlette:
@@ -27,11 +34,19 @@ def create_app(config: Config) -> Starlette:
         router = Router(config, create_backend)
         notifier = LocalNotifier() if store.is_sqlite else PostgresNotifier(config.database.url)
         await notifier.start()
-        background = BackgroundRunner(store, router, notifier, config.background)
+        fetcher = Fetcher(config.security)
+        background = BackgroundRunner(store, router, notifier, config.background, fetcher)
         await background.start(single_replica=store.is_sqlite)
-        service = ResponsesService(store, router, notifier, background)
+        service = ResponsesService(
+            store, router, notifier, background, max_input_items=config.limits.max_input_items, fetcher=fetcher
+        )
+        keyring = KeyRing(store, config.keys)
+        if not await keyring.required():
+            log.warning("no API key is configured: the server is open to anyone who can reach it")
         app.state.config = config
         app.state.service = service
+        app.state.keyring = keyring
+        app.state.limiter = Limiter(config.limits)
         try:
             yield
         finally:
@@ -39,7 +54,10 @@ def create_app(config: Config) -> Starlette:
             await background.stop()
             await service.aclose()
             await notifier.stop()
+            await fetcher.aclose()
             await router.aclose()
             await store.close()
 
-    return Starlette(routes=ROUTES, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    app = Starlette(routes=ROUTES, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    app.add_middleware(AuthMiddleware)
+    return app

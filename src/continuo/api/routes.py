@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -10,6 +11,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from continuo.api.responses import json_response, sse_response
+from continuo.core.builder import Event
+from continuo.core.limits import Limiter
 from continuo.core.service import ResponsesService
 from continuo.errors import APIError, InvalidRequest, NotFound
 
@@ -20,8 +23,28 @@ def _service(request: Request) -> ResponsesService:
 
 
 def _project(request: Request) -> str:
-    # Every stored row belongs to a project; until API keys exist there is one.
-    return ""
+    # Set by AuthMiddleware: the project of the caller's key ("" on an open server).
+    project: str = request.state.project
+    return project
+
+
+def _stream(request: Request, events: AsyncIterator[Event]) -> Response:
+    """An SSE response that holds one of the caller's concurrent-stream slots."""
+    limiter: Limiter = request.app.state.limiter
+    caller: str = request.state.caller
+    if not limiter.open_stream(caller):
+        raise APIError(
+            "Too many concurrent streams on this key.", status=429, type="requests", code="rate_limit_exceeded"
+        )
+
+    async def held() -> AsyncIterator[Event]:
+        try:
+            async for event in events:
+                yield event
+        finally:
+            limiter.close_stream(caller)
+
+    return sse_response(held())
 
 
 async def _json_body(request: Request) -> Any:
@@ -58,10 +81,10 @@ async def create_response(request: Request) -> Response:
     created = await service.create(body, project)
     if isinstance(created, dict):  # queued in the background
         if body.get("stream") is True:
-            return sse_response(await service.follow(project, created["id"], None))
+            return _stream(request, await service.follow(project, created["id"], None))
         return json_response(created)
     if created.request.stream:
-        return sse_response(created.stream())
+        return _stream(request, created.stream())
     return json_response(await created.result())
 
 
@@ -82,7 +105,7 @@ async def get_response(request: Request) -> Response:
     service = _service(request)
     if request.query_params.get("stream") in ("true", "1"):
         events = await service.follow(_project(request), response_id, _starting_after(request))
-        return sse_response(events)
+        return _stream(request, events)
     return json_response(await service.retrieve(_project(request), response_id))
 
 

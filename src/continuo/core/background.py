@@ -17,6 +17,7 @@ from typing import Any
 from continuo.backends.base import UpstreamError
 from continuo.config import BackgroundConfig
 from continuo.core.builder import TERMINAL_STATUSES, Event, ResponseBuilder, new_response, terminal_event
+from continuo.core.fetch import Fetcher
 from continuo.core.notify import Notifier
 from continuo.core.request import CreateRequest, parse_create_request
 from continuo.core.routing import Router
@@ -41,8 +42,16 @@ def _millis() -> int:
 
 
 class BackgroundRunner:
-    def __init__(self, store: Store, router: Router, notifier: Notifier, config: BackgroundConfig) -> None:
+    def __init__(
+        self,
+        store: Store,
+        router: Router,
+        notifier: Notifier,
+        config: BackgroundConfig,
+        fetcher: Fetcher | None = None,
+    ) -> None:
         self.store = store
+        self.fetcher = fetcher
         self.router = router
         self.notifier = notifier
         self.config = config
@@ -139,10 +148,13 @@ class BackgroundRunner:
         try:
             await sink(builder.drain())
             request = parse_create_request({**claimed.request, "background": False})
-            backend, upstream_model = self.router.resolve(request.model)
-            call = model_request(request, upstream_model, claimed.context)
+            route = self.router.resolve(request.model)
+            context = claimed.context
+            if route.provider.fetch_remote_content and self.fetcher is not None:
+                context = await self.fetcher.inline(context)
+            call = model_request(request, route.upstream_model, context)
             call.stream = True
-            upstream = await backend.open(call)
+            upstream = await route.backend.open(call)
             await drive(builder, upstream, sink)
         except asyncio.CancelledError:
             if self.reasons.get(response_id) == "shutdown":

@@ -54,7 +54,7 @@ class CreateRequest:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def parse_create_request(body: Any) -> CreateRequest:
+def parse_create_request(body: Any, max_input_items: int = 4096) -> CreateRequest:
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
     if body.get("conversation") is not None:
@@ -65,7 +65,15 @@ def parse_create_request(body: Any) -> CreateRequest:
         )
     model = v.req_str(body, "model")
     previous = v.opt_str(body, "previous_response_id")
-    items = normalize_input(body.get("input"))
+    raw_input = body.get("input")
+    if isinstance(raw_input, list) and len(raw_input) > max_input_items:
+        raise InvalidRequest(
+            f"Invalid 'input': array too long. Expected an array with maximum length {max_input_items}, "
+            f"but got an array with length {len(raw_input)} instead.",
+            param="input",
+            code="array_above_max_length",
+        )
+    items = normalize_input(raw_input)
     if not items and previous is None:
         raise v.missing("input")
     instructions = body.get("instructions")

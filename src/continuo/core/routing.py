@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from continuo.backends.base import Backend
 from continuo.config import Config, ProviderConfig
 from continuo.errors import InvalidRequest
 
 
+@dataclass(slots=True)
+class Route:
+    backend: Backend
+    provider: ProviderConfig
+    upstream_model: str
+
+
 class Router:
     def __init__(self, config: Config, factory: Callable[[ProviderConfig], Backend]) -> None:
         self.backends = {p.name: factory(p) for p in config.providers}
-        self.routes = {m.name: (self.backends[m.provider], m.upstream_model) for m in config.models}
+        providers = {p.name: p for p in config.providers}
+        self.routes = {
+            m.name: (self.backends[m.provider], providers[m.provider], m.upstream_model) for m in config.models
+        }
 
-    def resolve(self, model: str) -> tuple[Backend, str]:
+    def resolve(self, model: str) -> Route:
         route = self.routes.get(model) or self.routes.get("*")
         if route is None:
             raise InvalidRequest(
@@ -22,8 +33,8 @@ class Router:
                 param="model",
                 code="model_not_found",
             )
-        backend, upstream = route
-        return backend, upstream or model
+        backend, provider, upstream = route
+        return Route(backend, provider, upstream or model)
 
     def model_names(self) -> list[str]:
         return [name for name in self.routes if name != "*"]

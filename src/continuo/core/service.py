@@ -16,6 +16,7 @@ from continuo.backends.base import UpstreamError
 from continuo.core.background import BackgroundRunner
 from continuo.core.builder import TERMINAL, TERMINAL_STATUSES, Event, ResponseBuilder, new_response
 from continuo.core.context import build_context
+from continuo.core.fetch import Fetcher
 from continuo.core.notify import Notifier
 from continuo.core.request import parse_create_request
 from continuo.core.routing import Router
@@ -26,8 +27,19 @@ from continuo.store.base import Store
 
 
 class ResponsesService:
-    def __init__(self, store: Store, router: Router, notifier: Notifier, background: BackgroundRunner) -> None:
+    def __init__(
+        self,
+        store: Store,
+        router: Router,
+        notifier: Notifier,
+        background: BackgroundRunner,
+        *,
+        max_input_items: int = 4096,
+        fetcher: Fetcher | None = None,
+    ) -> None:
         self.store = store
+        self.max_input_items = max_input_items
+        self.fetcher = fetcher
         self.router = router
         self.notifier = notifier
         self.background = background
@@ -38,8 +50,8 @@ class ResponsesService:
         """Validate, build the context and open the model call (a ``Run``), or queue a
         background response (its object). Errors up to here are plain HTTP errors; after
         that a run reports failures in the Response itself."""
-        request = parse_create_request(body)
-        backend, upstream_model = self.router.resolve(request.model)
+        request = parse_create_request(body, self.max_input_items)
+        route = self.router.resolve(request.model)
         items = await build_context(self.store, project, request)
         if request.background:
             if not request.store:
@@ -49,9 +61,11 @@ class ResponsesService:
                     code="invalid_value",
                 )
             return await self.background.enqueue(project, request, body)
+        if route.provider.fetch_remote_content and self.fetcher is not None:
+            items = await self.fetcher.inline(items)
         response = new_response(request, new_id("resp"), int(time.time()))
         try:
-            upstream = await backend.open(model_request(request, upstream_model, items))
+            upstream = await route.backend.open(model_request(request, route.upstream_model, items))
         except UpstreamError as exc:
             raise upstream_failure(exc) from None
         builder = ResponseBuilder(response, emit=request.stream)
@@ -77,6 +91,7 @@ class ResponsesService:
 
     async def _follow(self, project: str, response_id: str, after: int) -> AsyncIterator[Event]:
         poll = self.background.config.poll_seconds
+        ended = False
         while True:
             with self.notifier.listen(response_id) as signal:
                 batch = await self.store.events_after(project, response_id, after)
@@ -85,11 +100,16 @@ class ResponsesService:
                     after = event.sequence_number
                     if event.type in TERMINAL:
                         return
-                if not batch:
-                    current = await self.store.get_response(project, response_id)
-                    if current is None or current["status"] in TERMINAL_STATUSES:
-                        return
-                    await signal.wait(poll)
+                if batch:
+                    continue
+                if ended:
+                    return  # ended without a terminal event (deleted meanwhile)
+                current = await self.store.get_response(project, response_id)
+                if current is None or current["status"] in TERMINAL_STATUSES:
+                    # Its last events may have landed after the read above: read once more.
+                    ended = True
+                    continue
+                await signal.wait(poll)
 
     async def cancel(self, project: str, response_id: str) -> dict[str, Any]:
         response = await self.retrieve(project, response_id)

@@ -92,3 +92,24 @@ class ClaimedRun:
     request: dict[str, Any]
     context: list[dict[str, Any]]
     next_sequence: int
+
+
+@dataclass(slots=True)
+class StoredKey:
+    id: str
+    project: str
+    created_at: int
+    revoked_at: int | None
+
+
+class KeyStore(Protocol):
+    async def create_key(self, key_id: str, project: str, key_hash: str) -> None: ...
+
+    async def list_keys(self) -> list[StoredKey]: ...
+
+    async def revoke_key(self, key_id: str) -> bool: ...
+
+    async def key_project(self, key_hash: str) -> str | None:
+        """The project of an active key with this hash."""
+
+    async def has_active_keys(self) -> bool: ...

@@ -73,3 +73,14 @@ events = Table(
     Column("type", String(64), nullable=False),
     Column("data", Text, nullable=False),
 )
+
+# API keys: only a hash of each key is kept.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("project", String(128), nullable=False),
+    Column("hash", String(128), nullable=False, unique=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("revoked_at", BigInteger, nullable=True),
+)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -13,11 +14,15 @@ from sqlalchemy import Connection, delete, event, func, insert, literal, select,
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from continuo.store.base import ClaimedRun, StoredEvent
-from continuo.store.schema import INPUT, OUTPUT, items, responses
+from continuo.store.base import ClaimedRun, StoredEvent, StoredKey
+from continuo.store.schema import INPUT, OUTPUT, api_keys, items, responses
 from continuo.store.schema import events as events_table
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+# aiosqlite logs every statement with its parameters at DEBUG: stored prompts and outputs
+# would reach the log. Prompts stay out of logs unless someone turns this back on.
+logging.getLogger("aiosqlite").setLevel(logging.INFO)
 
 
 def async_url(url: str) -> str:
@@ -342,3 +347,38 @@ class SQLStore:
         )
         async with self.engine.connect() as conn:
             return [(project, response_id) for project, response_id in (await conn.execute(query)).all()]
+
+    # -- API keys -------------------------------------------------------------------------
+
+    async def create_key(self, key_id: str, project: str, key_hash: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                insert(api_keys).values(id=key_id, project=project, hash=key_hash, created_at=int(time.time()))
+            )
+
+    async def list_keys(self) -> list[StoredKey]:
+        query = select(api_keys.c.id, api_keys.c.project, api_keys.c.created_at, api_keys.c.revoked_at).order_by(
+            api_keys.c.created_at, api_keys.c.id
+        )
+        async with self.engine.connect() as conn:
+            return [StoredKey(*row) for row in (await conn.execute(query)).all()]
+
+    async def revoke_key(self, key_id: str) -> bool:
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(api_keys)
+                .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=int(time.time()))
+            )
+        return bool(result.rowcount)
+
+    async def key_project(self, key_hash: str) -> str | None:
+        query = select(api_keys.c.project).where(api_keys.c.hash == key_hash, api_keys.c.revoked_at.is_(None))
+        async with self.engine.connect() as conn:
+            project: str | None = (await conn.execute(query)).scalar()
+        return project
+
+    async def has_active_keys(self) -> bool:
+        query = select(api_keys.c.id).where(api_keys.c.revoked_at.is_(None)).limit(1)
+        async with self.engine.connect() as conn:
+            return (await conn.execute(query)).first() is not None

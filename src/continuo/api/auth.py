@@ -1,0 +1,76 @@
+"""Who is calling: the API key's project on every ``/v1/`` request, and its rate limit.
+
+With no key configured anywhere the server is open and every caller is the project "".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from continuo.api.responses import json_response
+from continuo.core.keys import KeyRing
+from continuo.core.limits import Limiter, retry_after
+
+ANONYMOUS = "anonymous"
+
+
+def _error(message: str, status: int, error_type: str, code: str, headers: dict[str, str] | None = None) -> Any:
+    body = {"error": {"message": message, "type": error_type, "param": None, "code": code}}
+    return json_response(body, status=status, headers=headers)
+
+
+def _bearer(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            header: str = value.decode("latin-1")
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+    return None
+
+
+class AuthMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+            await self.app(scope, receive, send)
+            return
+        state = scope["app"].state
+        keyring: KeyRing = state.keyring
+        limiter: Limiter = state.limiter
+        project, caller = "", ANONYMOUS
+        if await keyring.required():
+            token = _bearer(scope)
+            if token is None:
+                response = _error(
+                    "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'.",
+                    401,
+                    "invalid_request_error",
+                    "missing_api_key",
+                )
+                await response(scope, receive, send)
+                return
+            found = await keyring.project_of(token)
+            if found is None:
+                response = _error("Incorrect API key provided.", 401, "invalid_request_error", "invalid_api_key")
+                await response(scope, receive, send)
+                return
+            project, caller = found, token
+        if (wait := limiter.take(caller)) is not None:
+            response = _error(
+                "Rate limit reached for requests per minute on this key. Try again later.",
+                429,
+                "requests",
+                "rate_limit_exceeded",
+                headers={"retry-after": retry_after(wait)},
+            )
+            await response(scope, receive, send)
+            return
+        scope.setdefault("state", {})
+        scope["state"]["project"] = project
+        scope["state"]["caller"] = caller
+        await self.app(scope, receive, send)
