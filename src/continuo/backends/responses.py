@@ -119,8 +119,13 @@ def build_payload(request: ModelRequest, drop_params: Iterable[str] = ()) -> dic
     fmt = request.text_format
     if fmt and fmt.get("type") not in (None, "text"):
         body["text"] = {"format": {k: v for k, v in fmt.items() if v is not None}}
-    if request.params.get("reasoning_effort") is not None:
-        body["reasoning"] = {"effort": request.params["reasoning_effort"]}
+    reasoning = {
+        key: request.params[name]
+        for key, name in (("effort", "reasoning_effort"), ("summary", "reasoning_summary"))
+        if request.params.get(name) is not None
+    }
+    if reasoning:
+        body["reasoning"] = reasoning
     for name in PARAMS:
         if name in request.params:
             body[name] = request.params[name]

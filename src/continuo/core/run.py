@@ -34,6 +34,9 @@ def model_request(request: CreateRequest, upstream_model: str, items: list[dict[
         params["user"] = user
     if request.reasoning.get("effort") is not None:
         params["reasoning_effort"] = request.reasoning["effort"]
+    if request.reasoning.get("summary") is not None:
+        # Only a Responses upstream has a use for it; Chat Completions has no such field.
+        params["reasoning_summary"] = request.reasoning["summary"]
     if request.tools:
         params["parallel_tool_calls"] = request.parallel_tool_calls
     return ModelRequest(
