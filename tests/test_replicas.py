@@ -207,3 +207,35 @@ def test_dead_replica_runs_end_failed(upstream, tmp_path):
             assert types[0] == "response.created" and types[-1] == "response.failed"
     finally:
         nodes.close()
+
+
+def test_migrate_command_brings_a_fresh_database_up_to_date(tmp_path, upstream):
+    import asyncio
+    import subprocess
+    import sys
+
+    import asyncpg
+
+    database = create_database()
+    try:
+        config = write_config(tmp_path / "migrate.toml", upstream.url, database, 0)
+        result = subprocess.run(
+            [sys.executable, "-m", "continuo", "migrate", "--config", str(config)], capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stderr
+        assert "up to date" in result.stdout
+
+        async def tables() -> set[str]:
+            connection = await asyncpg.connect(database)
+            try:
+                rows = await connection.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+                version = await connection.fetchval("SELECT version_num FROM alembic_version")
+            finally:
+                await connection.close()
+            return {row["tablename"] for row in rows} | {f"version:{version}"}
+
+        from tests.test_persistence import head_revision
+
+        assert {"responses", "items", "events", "api_keys", f"version:{head_revision()}"} <= asyncio.run(tables())
+    finally:
+        drop_database(database)
