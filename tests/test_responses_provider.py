@@ -13,7 +13,8 @@ import pytest
 
 from continuo.api.app import create_app
 from continuo.backends.base import Finish, ModelRequest, ReasoningDelta, ToolCallDelta, UpstreamError
-from continuo.backends.responses import Translator, build_payload, sse_events
+from continuo.backends.http import sse_events
+from continuo.backends.responses import Translator, build_payload
 from continuo.config import parse_config
 from tests.support.fake_responses import FakeResponsesUpstream, Reply, error_body
 from tests.support.servers import ServerThread

@@ -5,9 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import httpx
-import orjson
-
 from continuo.backends import chat_messages as cm
 from continuo.backends.base import (
     Delta,
@@ -19,7 +16,7 @@ from continuo.backends.base import (
     UpstreamError,
     Usage,
 )
-from continuo.backends.http import HTTPProvider
+from continuo.backends.http import DeltaList, HTTPProvider, SSEStream
 
 # Responses parameter name -> Chat Completions parameter name.
 PARAMS = {
@@ -97,54 +94,19 @@ def completion_deltas(body: dict[str, Any]) -> list[Delta]:
     return deltas
 
 
-class _ChunkStream:
-    def __init__(self, provider: str, response: httpx.Response) -> None:
-        self.provider = provider
-        self.response = response
-
+class _ChunkStream(SSEStream):
     async def __aiter__(self) -> AsyncIterator[Delta]:
         finished = False
-        try:
-            async for line in self.response.aiter_lines():
-                if not line.startswith("data:"):
-                    continue
-                data = line[5:].strip()
-                if data == "[DONE]":
-                    return
-                try:
-                    chunk = orjson.loads(data)
-                except orjson.JSONDecodeError:
-                    raise UpstreamError(f"provider '{self.provider}' sent a malformed stream chunk") from None
-                if isinstance(chunk, dict) and "error" in chunk:
-                    error = chunk["error"]
-                    message = error.get("message") if isinstance(error, dict) else str(error)
-                    raise UpstreamError(f"provider '{self.provider}' failed: {message}")
-                for delta in chunk_deltas(chunk):
-                    finished = finished or isinstance(delta, Finish)
-                    yield delta
-        except httpx.TimeoutException:
-            raise UpstreamError(f"provider '{self.provider}' timed out", status=504) from None
-        except httpx.HTTPError as exc:
-            raise UpstreamError(f"provider '{self.provider}' broke off the stream: {exc}") from None
-        finally:
-            await self.response.aclose()
+        async for _name, chunk in self.events():
+            if isinstance(chunk, dict) and "error" in chunk:
+                error = chunk["error"]
+                message = error.get("message") if isinstance(error, dict) else str(error)
+                raise UpstreamError(f"provider '{self.provider}' failed: {message}")
+            for delta in chunk_deltas(chunk):
+                finished = finished or isinstance(delta, Finish)
+                yield delta
         if not finished:
             raise UpstreamError(f"provider '{self.provider}' ended the stream before finishing")
-
-    async def aclose(self) -> None:
-        await self.response.aclose()
-
-
-class _Done:
-    def __init__(self, deltas: list[Delta]) -> None:
-        self.deltas = deltas
-
-    async def __aiter__(self) -> AsyncIterator[Delta]:
-        for delta in self.deltas:
-            yield delta
-
-    async def aclose(self) -> None:
-        return None
 
 
 class ChatCompletionsBackend(HTTPProvider):
@@ -171,9 +133,9 @@ class ChatCompletionsBackend(HTTPProvider):
             body.pop(name, None)
         return body
 
-    async def open(self, request: ModelRequest) -> _ChunkStream | _Done:
+    async def open(self, request: ModelRequest) -> _ChunkStream | DeltaList:
         response = await self.post("/chat/completions", self.payload(request))
         if request.stream:
             return _ChunkStream(self.name, response)
         body = await self.read_json(response)
-        return _Done(completion_deltas(body))
+        return DeltaList(completion_deltas(body))

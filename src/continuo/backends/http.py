@@ -3,13 +3,79 @@ and upstream failures mapped to ``UpstreamError`` with a message that names the 
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import orjson
 
-from continuo.backends.base import UpstreamError
+from continuo.backends.base import Delta, UpstreamError
 from continuo.config import ProviderConfig
+
+
+async def sse_events(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str | None, str]]:
+    """(event name, data) of each Server-Sent Event."""
+    name: str | None = None
+    data: list[str] = []
+    async for line in lines:
+        if not line:
+            if data:
+                yield name, "\n".join(data)
+            name, data = None, []
+            continue
+        if line.startswith(":"):
+            continue
+        field, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if field == "event":
+            name = value
+        elif field == "data":
+            data.append(value)
+    if data:
+        yield name, "\n".join(data)
+
+
+class SSEStream:
+    """An upstream's Server-Sent Events, each data parsed as JSON. httpx failures become
+    an ``UpstreamError`` naming the provider, and the response is closed on every way out
+    (so an upstream still streaming sees the disconnect)."""
+
+    def __init__(self, provider: str, response: httpx.Response) -> None:
+        self.provider = provider
+        self.response = response
+
+    async def events(self) -> AsyncIterator[tuple[str | None, Any]]:
+        try:
+            async for name, data in sse_events(self.response.aiter_lines()):
+                if data == "[DONE]":
+                    return
+                try:
+                    yield name, orjson.loads(data)
+                except orjson.JSONDecodeError:
+                    raise UpstreamError(f"provider '{self.provider}' sent a malformed stream event") from None
+        except httpx.TimeoutException:
+            raise UpstreamError(f"provider '{self.provider}' timed out", status=504) from None
+        except httpx.HTTPError as exc:
+            raise UpstreamError(f"provider '{self.provider}' broke off the stream: {exc}") from None
+        finally:
+            await self.response.aclose()
+
+    async def aclose(self) -> None:
+        await self.response.aclose()
+
+
+class DeltaList:
+    """A model call that is already over: its deltas, replayed."""
+
+    def __init__(self, deltas: list[Delta]) -> None:
+        self.deltas = deltas
+
+    async def __aiter__(self) -> AsyncIterator[Delta]:
+        for delta in self.deltas:
+            yield delta
+
+    async def aclose(self) -> None:
+        return None
 
 
 def _is_html(response: httpx.Response, body: bytes) -> bool:

@@ -23,9 +23,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
-import httpx
-import orjson
-
 from continuo.backends.base import (
     Delta,
     Finish,
@@ -36,7 +33,7 @@ from continuo.backends.base import (
     UpstreamError,
     Usage,
 )
-from continuo.backends.http import HTTPProvider
+from continuo.backends.http import DeltaList, HTTPProvider, SSEStream
 
 # ModelRequest.params sent under the same name. seed, stop, top_k and repetition_penalty
 # are not Responses fields but are only present when a client sent them; an upstream
@@ -318,84 +315,30 @@ def response_deltas(provider: str, body: dict[str, Any]) -> list[Delta]:
     return Translator(provider).final(body)
 
 
-async def sse_events(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str | None, str]]:
-    """(event name, data) of each Server-Sent Event."""
-    name: str | None = None
-    data: list[str] = []
-    async for line in lines:
-        if not line:
-            if data:
-                yield name, "\n".join(data)
-            name, data = None, []
-            continue
-        if line.startswith(":"):
-            continue
-        field, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if field == "event":
-            name = value
-        elif field == "data":
-            data.append(value)
-    if data:
-        yield name, "\n".join(data)
-
-
-class _EventStream:
-    def __init__(self, provider: str, response: httpx.Response) -> None:
-        self.provider = provider
-        self.response = response
-
+class _EventStream(SSEStream):
     async def __aiter__(self) -> AsyncIterator[Delta]:
         translator = Translator(self.provider)
-        try:
-            async for name, data in sse_events(self.response.aiter_lines()):
-                if data == "[DONE]":
-                    continue
-                try:
-                    event = orjson.loads(data)
-                except orjson.JSONDecodeError:
-                    raise UpstreamError(f"provider '{self.provider}' sent a malformed stream event") from None
-                if not isinstance(event, dict):
-                    raise UpstreamError(f"provider '{self.provider}' sent a malformed stream event")
-                if name and "type" not in event:
-                    event["type"] = name
-                for delta in translator.feed(event):
-                    yield delta
-                if translator.done:
-                    return
-        except httpx.TimeoutException:
-            raise UpstreamError(f"provider '{self.provider}' timed out", status=504) from None
-        except httpx.HTTPError as exc:
-            raise UpstreamError(f"provider '{self.provider}' broke off the stream: {exc}") from None
-        finally:
-            await self.response.aclose()
+        async for name, event in self.events():
+            if not isinstance(event, dict):
+                raise UpstreamError(f"provider '{self.provider}' sent a malformed stream event")
+            if name and "type" not in event:
+                event["type"] = name
+            for delta in translator.feed(event):
+                yield delta
+            if translator.done:
+                return
         raise UpstreamError(f"provider '{self.provider}' ended the stream before finishing")
-
-    async def aclose(self) -> None:
-        await self.response.aclose()
-
-
-class _Deltas:
-    def __init__(self, deltas: list[Delta]) -> None:
-        self.deltas = deltas
-
-    async def __aiter__(self) -> AsyncIterator[Delta]:
-        for delta in self.deltas:
-            yield delta
-
-    async def aclose(self) -> None:
-        return None
 
 
 class ResponsesBackend(HTTPProvider):
     def payload(self, request: ModelRequest) -> dict[str, Any]:
         return build_payload(request, self.config.drop_params)
 
-    async def open(self, request: ModelRequest) -> _EventStream | _Deltas:
+    async def open(self, request: ModelRequest) -> _EventStream | DeltaList:
         response = await self.post("/responses", self.payload(request))
         content_type = response.headers.get("content-type", "")
         if request.stream and "json" not in content_type and "html" not in content_type:
             return _EventStream(self.name, response)
         # Not streamed, or an upstream that answered a stream with one JSON object (or a
         # proxy's HTML page with a 200, which read_json turns into a 502).
-        return _Deltas(response_deltas(self.name, await self.read_json(response)))
+        return DeltaList(response_deltas(self.name, await self.read_json(response)))
