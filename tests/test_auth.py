@@ -14,6 +14,7 @@ import pytest
 
 from continuo.api.app import create_app
 from continuo.config import load_config
+from tests.support.configs import write_config
 from tests.support.fake_chat import Reply
 from tests.support.servers import ServerThread
 from tests.test_background import wait_until
@@ -29,36 +30,19 @@ def cli(config: Path, *args: str) -> str:
     return result.stdout
 
 
-def write_config(tmp: Path, upstream_url: str, extra: str = "") -> Path:
-    path = tmp / "auth.toml"
-    path.write_text(
-        f"""
-[database]
-url = "sqlite:///{tmp / "auth.db"}"
+GAMMA = '[[keys]]\nproject = "gamma"\nenv = "CONTINUO_TEST_GAMMA_KEY"\n'
 
-[[keys]]
-project = "gamma"
-env = "CONTINUO_TEST_GAMMA_KEY"
 
-[[providers]]
-name = "fake"
-type = "chat_completions"
-base_url = "{upstream_url}/v1"
-max_retries = 0
-
-[[models]]
-name = "*"
-provider = "fake"
-{extra}
-"""
+def auth_config(tmp: Path, upstream_url: str, extra: str = "") -> Path:
+    return write_config(
+        tmp / "auth.toml", database_url=f"sqlite:///{tmp / 'auth.db'}", upstream_url=upstream_url, extra=GAMMA + extra
     )
-    return path
 
 
 @pytest.fixture(scope="module")
 def keyed(upstream, tmp_path_factory) -> Iterator[tuple[ServerThread, Path, str, str]]:
     tmp = tmp_path_factory.mktemp("auth")
-    config_path = write_config(tmp, upstream.url)
+    config_path = auth_config(tmp, upstream.url)
     alpha = cli(config_path, "create", "--project", "alpha").strip()
     beta = cli(config_path, "create", "--project", "beta").strip()
     with pytest.MonkeyPatch.context() as patch:
@@ -183,7 +167,7 @@ requests_per_minute = 6
 concurrent_streams = 1
 max_input_items = 5
 """
-    config_path = write_config(tmp, upstream.url, extra)
+    config_path = auth_config(tmp, upstream.url, extra)
     key = cli(config_path, "create", "--project", "limited").strip()
     server = ServerThread(create_app(load_config(config_path))).start()
     yield server, key
@@ -210,27 +194,13 @@ def test_limits(limited, upstream):
 
 
 def fetch_config(tmp: Path, upstream_url: str, allow_private: bool) -> Path:
-    path = tmp / "fetch.toml"
-    path.write_text(
-        f"""
-[database]
-url = "sqlite:///{tmp / "fetch.db"}"
-
-[security]
-allow_private_urls = {str(allow_private).lower()}
-
-[[providers]]
-name = "fake"
-type = "chat_completions"
-base_url = "{upstream_url}/v1"
-fetch_remote_content = true
-
-[[models]]
-name = "*"
-provider = "fake"
-"""
+    return write_config(
+        tmp / "fetch.toml",
+        database_url=f"sqlite:///{tmp / 'fetch.db'}",
+        upstream_url=upstream_url,
+        provider_options="fetch_remote_content = true",
+        extra=f"[security]\nallow_private_urls = {str(allow_private).lower()}",
     )
-    return path
 
 
 @pytest.mark.parametrize("allow_private", [False, True])

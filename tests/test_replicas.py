@@ -11,36 +11,21 @@ from pathlib import Path
 import openai
 import pytest
 
+from tests.support.configs import write_config
 from tests.support.fake_chat import Reply
 from tests.support.postgres import create_database, drop_database
 from tests.support.process import ServerProcess
 from tests.test_background import wait_until
 
 
-def write_config(path: Path, upstream_url: str, database_url: str, max_concurrent: int) -> Path:
-    path.write_text(
-        f"""
-[database]
-url = "{database_url}"
-pool_size = 5
-
-[background]
-max_concurrent = {max_concurrent}
-lease_seconds = 1
-poll_seconds = 0.5
-
-[[providers]]
-name = "fake"
-type = "chat_completions"
-base_url = "{upstream_url}/v1"
-max_retries = 0
-
-[[models]]
-name = "*"
-provider = "fake"
-"""
+def replica_config(path: Path, upstream_url: str, database_url: str, max_concurrent: int) -> Path:
+    return write_config(
+        path,
+        database_url=database_url,
+        upstream_url=upstream_url,
+        database_options="pool_size = 5",
+        extra=f"[background]\nmax_concurrent = {max_concurrent}\nlease_seconds = 1\npoll_seconds = 0.5",
     )
-    return path
 
 
 class Cluster:
@@ -51,7 +36,7 @@ class Cluster:
         self.processes: list[ServerProcess] = []
 
     def replica(self, name: str, max_concurrent: int) -> ServerProcess:
-        config = write_config(self.tmp / f"{name}.toml", self.upstream_url, self.database, max_concurrent)
+        config = replica_config(self.tmp / f"{name}.toml", self.upstream_url, self.database, max_concurrent)
         process = ServerProcess(config).start()
         self.processes.append(process)
         return process
@@ -218,7 +203,7 @@ def test_migrate_command_brings_a_fresh_database_up_to_date(tmp_path, upstream):
 
     database = create_database()
     try:
-        config = write_config(tmp_path / "migrate.toml", upstream.url, database, 0)
+        config = replica_config(tmp_path / "migrate.toml", upstream.url, database, 0)
         result = subprocess.run(
             [sys.executable, "-m", "continuo", "migrate", "--config", str(config)], capture_output=True, text=True
         )

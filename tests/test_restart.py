@@ -11,6 +11,7 @@ from pathlib import Path
 import openai
 import pytest
 
+from tests.support.configs import write_config
 from tests.support.fake_chat import Reply
 from tests.support.process import ServerProcess
 from tests.test_background import wait_until
@@ -19,35 +20,14 @@ RESTARTED = "stopped before it finished"
 SHUTDOWN = "shut down while this response was running"
 
 
-def write_config(tmp_path: Path, upstream_url: str) -> Path:
-    config = tmp_path / "continuo.toml"
-    config.write_text(
-        f"""
-[database]
-url = "sqlite:///{tmp_path / "restart.db"}"
-
-[background]
-max_concurrent = 1
-lease_seconds = 1
-poll_seconds = 0.2
-
-[[providers]]
-name = "fake"
-type = "chat_completions"
-base_url = "{upstream_url}/v1"
-max_retries = 0
-
-[[models]]
-name = "*"
-provider = "fake"
-"""
-    )
-    return config
-
-
 @pytest.fixture
 def config(tmp_path, upstream) -> Path:
-    return write_config(tmp_path, upstream.url)
+    return write_config(
+        tmp_path / "continuo.toml",
+        database_url=f"sqlite:///{tmp_path / 'restart.db'}",
+        upstream_url=upstream.url,
+        extra="[background]\nmax_concurrent = 1\nlease_seconds = 1\npoll_seconds = 0.2",
+    )
 
 
 @pytest.fixture
