@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from continuo.backends.tools import flatten
+
 
 def _texts(parts: list[dict[str, Any]], *keys: str) -> list[str]:
     out = []
@@ -106,27 +108,9 @@ def to_messages(instructions: str | None, items: list[dict[str, Any]]) -> list[d
     return messages
 
 
-def _function(tool: dict[str, Any]) -> dict[str, Any]:
-    function: dict[str, Any] = {
-        "name": tool["name"],
-        "parameters": tool.get("parameters") or {"type": "object", "properties": {}},
-    }
-    if tool.get("description"):
-        function["description"] = tool["description"]
-    if tool.get("strict") is not None:
-        function["strict"] = tool["strict"]
-    return {"type": "function", "function": function}
-
-
 def to_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Function tools, with namespaces flattened; hosted tools are left out."""
-    out = []
-    for tool in tools:
-        if tool["type"] == "function":
-            out.append(_function(tool))
-        elif tool["type"] == "namespace":
-            out.extend(_function(fn) for fn in tool["tools"])
-    return out
+    return [{"type": "function", "function": spec} for spec, _ in flatten(tools) if spec is not None]
 
 
 def to_tool_choice(choice: Any) -> Any:

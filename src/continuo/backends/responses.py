@@ -34,6 +34,7 @@ from continuo.backends.base import (
     Usage,
 )
 from continuo.backends.http import DeltaList, HTTPProvider, SSEStream
+from continuo.backends.tools import flatten
 
 # ModelRequest.params sent under the same name. seed, stop, top_k and repetition_penalty
 # are not Responses fields but are only present when a client sent them; an upstream
@@ -70,32 +71,14 @@ def upstream_item(item: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _function(tool: dict[str, Any]) -> dict[str, Any]:
-    function: dict[str, Any] = {
-        "type": "function",
-        "name": tool["name"],
-        "parameters": tool.get("parameters") or {"type": "object", "properties": {}},
-    }
-    if tool.get("description"):
-        function["description"] = tool["description"]
-    if tool.get("strict") is not None:
-        function["strict"] = tool["strict"]
-    return function
-
-
 def upstream_tools(tools: list[dict[str, Any]], dropped: Iterable[str] = ()) -> list[dict[str, Any]]:
     """Function tools (namespaces flattened) and the hosted tools not named in ``dropped``."""
     left_out = set(dropped)
-    out: list[dict[str, Any]] = []
-    for tool in tools:
-        kind = tool.get("type")
-        if kind == "function":
-            out.append(_function(tool))
-        elif kind == "namespace":
-            out.extend(_function(fn) for fn in tool.get("tools") or ())
-        elif kind not in left_out:
-            out.append(tool)
-    return out
+    return [
+        {"type": "function", **spec} if spec is not None else tool
+        for spec, tool in flatten(tools)
+        if spec is not None or tool.get("type") not in left_out
+    ]
 
 
 def build_payload(request: ModelRequest, drop_params: Iterable[str] = ()) -> dict[str, Any]:

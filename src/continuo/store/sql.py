@@ -56,6 +56,25 @@ def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+def _body(response: dict[str, Any]) -> str:
+    return _dumps({k: v for k, v in response.items() if k != "output"})
+
+
+def _response_row(project: str, response: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """The ``responses`` row of a Response object (its output lives in ``items``)."""
+    return {
+        "id": response["id"],
+        "project": project,
+        "previous_response_id": response.get("previous_response_id"),
+        "status": response["status"],
+        "background": bool(response.get("background")),
+        "created_at": response["created_at"],
+        "updated_at": int(time.time()),
+        "body": _body(response),
+        **extra,
+    }
+
+
 def _item_rows(response_id: str, kind: int, values: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [
         {"response_id": response_id, "kind": kind, "position": i, "item_id": item.get("id", ""), "body": _dumps(item)}
@@ -92,22 +111,10 @@ class SQLStore:
         return True
 
     async def save_response(self, project: str, response: dict[str, Any], input_items: list[dict[str, Any]]) -> None:
-        body = {k: v for k, v in response.items() if k != "output"}
         rows = _item_rows(response["id"], INPUT, input_items)
         rows += _item_rows(response["id"], OUTPUT, response["output"])
         async with self.engine.begin() as conn:
-            await conn.execute(
-                insert(responses).values(
-                    id=response["id"],
-                    project=project,
-                    previous_response_id=response.get("previous_response_id"),
-                    status=response["status"],
-                    background=bool(response.get("background")),
-                    created_at=response["created_at"],
-                    updated_at=int(time.time()),
-                    body=_dumps(body),
-                )
-            )
+            await conn.execute(insert(responses).values(_response_row(project, response)))
             if rows:
                 await conn.execute(insert(items), rows)
 
@@ -201,20 +208,10 @@ class SQLStore:
         request: dict[str, Any],
         events: list[StoredEvent],
     ) -> None:
-        body = {k: v for k, v in response.items() if k != "output"}
         async with self.engine.begin() as conn:
             await conn.execute(
                 insert(responses).values(
-                    id=response["id"],
-                    project=project,
-                    previous_response_id=response.get("previous_response_id"),
-                    status=response["status"],
-                    background=True,
-                    created_at=response["created_at"],
-                    updated_at=int(time.time()),
-                    body=_dumps(body),
-                    request=_dumps(request),
-                    queued_at=time.time_ns(),
+                    _response_row(project, response, request=_dumps(request), queued_at=time.time_ns())
                 )
             )
             if input_items:
@@ -256,12 +253,11 @@ class SQLStore:
     async def _write_run(
         self, conn: Any, response_id: str, response: dict[str, Any], stored: list[StoredEvent]
     ) -> None:
-        body = {k: v for k, v in response.items() if k != "output"}
         output = [item for item in response["output"] if item.get("status") != "in_progress"]
         await conn.execute(
             update(responses)
             .where(responses.c.id == response_id)
-            .values(status=response["status"], body=_dumps(body), updated_at=int(time.time()))
+            .values(status=response["status"], body=_body(response), updated_at=int(time.time()))
         )
         await conn.execute(delete(items).where(items.c.response_id == response_id, items.c.kind == OUTPUT))
         if output:
