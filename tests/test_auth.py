@@ -62,7 +62,7 @@ def test_keys_cli_creates_lists_and_never_prints_keys(keyed):
     lines = cli(config_path, "list").splitlines()
     assert len(lines) == 2
     assert all(line.startswith("key_") for line in lines)
-    assert [line.split()[1] for line in lines] == ["alpha", "beta"]
+    assert sorted(line.split()[1] for line in lines) == ["alpha", "beta"]
     listing = "\n".join(lines)
     assert alpha not in listing and beta not in listing
     db = (config_path.parent / "auth.db").read_bytes()
@@ -130,9 +130,9 @@ def test_revoked_key_is_refused_within_a_second(keyed):
     key = cli(config_path, "create", "--project", "delta").strip()
     client = sdk(server, key)
     assert client.responses.create(model="m", input="ok").status == "completed"
-    key_id = cli(config_path, "list").splitlines()[-1].split()[0]
+    (key_id,) = [line.split()[0] for line in cli(config_path, "list").splitlines() if line.split()[1] == "delta"]
     cli(config_path, "revoke", key_id)
-    assert "revoked" in cli(config_path, "list").splitlines()[-1]
+    assert [line for line in cli(config_path, "list").splitlines() if line.startswith(key_id)][0].endswith("revoked")
 
     def refused() -> bool:
         try:
@@ -154,7 +154,7 @@ def test_logs_carry_no_key_and_no_prompt(keyed, caplog):
     # records count (its upstream client is httpx/httpcore, the SDK's httpx2/httpcore2).
     client_side = ("openai", "httpx2", "httpcore2")
     text = "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith(client_side))
-    assert "HTTP Request" in text or text  # the server did log something
+    assert "refused GET /v1/models: unknown or revoked API key" in text
     assert alpha not in text and "sk-leaked-guess" not in text and "very private prompt" not in text
 
 

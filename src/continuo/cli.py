@@ -104,8 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     keys.set_defaults(run=_keys, config=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # Request lines of the upstream client and migration chatter are not worth a log line each.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    # Migration chatter is not worth a log line each.
     logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         result: int = args.run(args)

@@ -5,6 +5,7 @@ With no key configured anywhere the server is open and every caller is the proje
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -14,6 +15,8 @@ from continuo.core.keys import KeyRing
 from continuo.core.limits import Limiter, retry_after
 
 ANONYMOUS = "anonymous"
+
+log = logging.getLogger("continuo.auth")
 
 
 def _error(message: str, status: int, error_type: str, code: str, headers: dict[str, str] | None = None) -> Any:
@@ -56,6 +59,8 @@ class AuthMiddleware:
                 return
             found = await keyring.project_of(token)
             if found is None:
+                # Which route, never which key.
+                log.warning("refused %s %s: unknown or revoked API key", scope["method"], scope["path"])
                 response = _error("Incorrect API key provided.", 401, "invalid_request_error", "invalid_api_key")
                 await response(scope, receive, send)
                 return

@@ -3,10 +3,11 @@ and upstream failures mapped to ``UpstreamError`` with a message that names the 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
+import aiohttp
 import orjson
 
 from continuo.backends.base import Delta, UpstreamError
@@ -35,33 +36,46 @@ async def sse_events(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str | Non
         yield name, "\n".join(data)
 
 
-class SSEStream:
-    """An upstream's Server-Sent Events, each data parsed as JSON. httpx failures become
-    an ``UpstreamError`` naming the provider, and the response is closed on every way out
-    (so an upstream still streaming sees the disconnect)."""
+async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[str]:
+    # Split by hand: aiohttp's own line reader refuses lines over its buffer size, and a
+    # Responses upstream's final event carries the whole response on one line.
+    pending = b""
+    async for chunk in response.content.iter_any():
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            yield line.rstrip(b"\r").decode()
+    if pending:
+        yield pending.rstrip(b"\r").decode()
 
-    def __init__(self, provider: str, response: httpx.Response) -> None:
+
+class SSEStream:
+    """An upstream's Server-Sent Events, each data parsed as JSON. Transport failures
+    become an ``UpstreamError`` naming the provider, and the connection is closed on every
+    way out before the end (so an upstream still streaming sees the disconnect)."""
+
+    def __init__(self, provider: str, response: aiohttp.ClientResponse) -> None:
         self.provider = provider
         self.response = response
 
     async def events(self) -> AsyncIterator[tuple[str | None, Any]]:
         try:
-            async for name, data in sse_events(self.response.aiter_lines()):
+            async for name, data in sse_events(_lines(self.response)):
                 if data == "[DONE]":
                     return
                 try:
                     yield name, orjson.loads(data)
                 except orjson.JSONDecodeError:
                     raise UpstreamError(f"provider '{self.provider}' sent a malformed stream event") from None
-        except httpx.TimeoutException:
+        except TimeoutError:
             raise UpstreamError(f"provider '{self.provider}' timed out", status=504) from None
-        except httpx.HTTPError as exc:
-            raise UpstreamError(f"provider '{self.provider}' broke off the stream: {exc}") from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(f"provider '{self.provider}' broke off the stream: {type(exc).__name__}") from None
         finally:
-            await self.response.aclose()
+            self.response.close()
 
     async def aclose(self) -> None:
-        await self.response.aclose()
+        self.response.close()
 
 
 class DeltaList:
@@ -78,12 +92,12 @@ class DeltaList:
         return None
 
 
-def _is_html(response: httpx.Response, body: bytes) -> bool:
+def _is_html(response: aiohttp.ClientResponse, body: bytes) -> bool:
     return "html" in response.headers.get("content-type", "") or body.lstrip()[:1] == b"<"
 
 
-def _error_message(provider: str, response: httpx.Response, body: bytes) -> str:
-    status = response.status_code
+def _error_message(provider: str, response: aiohttp.ClientResponse, body: bytes) -> str:
+    status = response.status
     if _is_html(response, body):
         return f"provider '{provider}' answered {status} with an HTML page instead of JSON"
     try:
@@ -107,46 +121,65 @@ class HTTPProvider:
             raise ValueError(f"provider '{config.name}' needs a base_url")
         self.config = config
         self.name = config.name
-        headers = {"content-type": "application/json", **config.headers}
+        self.base_url = config.base_url.rstrip("/")
+        self.headers = {"content-type": "application/json", **config.headers}
         if key := config.api_key:
-            headers["authorization"] = f"Bearer {key}"
-        self.client = httpx.AsyncClient(
-            base_url=config.base_url.rstrip("/"),
-            headers=headers,
-            timeout=httpx.Timeout(config.timeout, connect=config.connect_timeout),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
-            transport=httpx.AsyncHTTPTransport(retries=config.max_retries),
-        )
+            self.headers["authorization"] = f"Bearer {key}"
+        # ``timeout`` bounds each wait for the upstream (headers, every chunk), not the
+        # whole answer: a long stream that keeps talking is never cut.
+        self.timeout = aiohttp.ClientTimeout(total=None, connect=config.connect_timeout, sock_read=config.timeout)
+        self._session: aiohttp.ClientSession | None = None
 
-    async def post(self, path: str, payload: dict[str, Any]) -> httpx.Response:
-        """Send and return the response with its body unread; raise on an error status."""
-        request = self.client.build_request("POST", path, content=orjson.dumps(payload))
-        try:
-            response = await self.client.send(request, stream=True)
-        except httpx.TimeoutException:
-            raise UpstreamError(f"provider '{self.name}' timed out", status=504) from None
-        except httpx.HTTPError as exc:
-            raise UpstreamError(f"provider '{self.name}' is unreachable: {type(exc).__name__}") from None
-        if response.status_code >= 400:
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        # Made on first use, inside the running event loop.
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                headers=self.headers,
+                timeout=self.timeout,
+                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30),
+                auto_decompress=True,
+            )
+        return self._session
+
+    async def post(self, path: str, payload: dict[str, Any]) -> aiohttp.ClientResponse:
+        """Send and return the response with its body unread; raise on an error status.
+        A connection that cannot be made is retried ``max_retries`` times: nothing was
+        sent yet, so no request can run twice."""
+        body = orjson.dumps(payload)
+        url = self.base_url + path
+        for attempt in range(self.config.max_retries + 1):
             try:
-                body = await response.aread()
-            except httpx.HTTPError:
-                body = b""
+                response = await self.session.post(url, data=body)
+                break
+            except aiohttp.ClientConnectorError as exc:
+                if attempt == self.config.max_retries:
+                    raise UpstreamError(f"provider '{self.name}' is unreachable: {type(exc).__name__}") from None
+                await asyncio.sleep(min(0.25 * 2**attempt, 2.0))
+            except TimeoutError:
+                raise UpstreamError(f"provider '{self.name}' timed out", status=504) from None
+            except aiohttp.ClientError as exc:
+                raise UpstreamError(f"provider '{self.name}' is unreachable: {type(exc).__name__}") from None
+        if response.status >= 400:
+            try:
+                raw = await response.read()
+            except (aiohttp.ClientError, TimeoutError):
+                raw = b""
             finally:
-                await response.aclose()
-            status = response.status_code if response.status_code < 500 else 502
-            raise UpstreamError(_error_message(self.name, response, body), status=status)
+                response.close()
+            status = response.status if response.status < 500 else 502
+            raise UpstreamError(_error_message(self.name, response, raw), status=status)
         return response
 
-    async def read_json(self, response: httpx.Response) -> dict[str, Any]:
+    async def read_json(self, response: aiohttp.ClientResponse) -> dict[str, Any]:
         try:
-            body = await response.aread()
-        except httpx.TimeoutException:
+            body = await response.read()
+        except TimeoutError:
             raise UpstreamError(f"provider '{self.name}' timed out", status=504) from None
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
             raise UpstreamError(f"provider '{self.name}' broke off: {type(exc).__name__}") from None
         finally:
-            await response.aclose()
+            response.release()
         try:
             parsed = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -158,4 +191,5 @@ class HTTPProvider:
         return parsed
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        if self._session is not None:
+            await self._session.close()

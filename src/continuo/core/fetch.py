@@ -15,7 +15,7 @@ import socket
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
+import aiohttp
 
 from continuo.config import SecurityConfig
 from continuo.errors import InvalidRequest
@@ -31,7 +31,13 @@ def _public(address: str) -> bool:
 class Fetcher:
     def __init__(self, config: SecurityConfig) -> None:
         self.config = config
-        self.client = httpx.AsyncClient(timeout=config.fetch_timeout, follow_redirects=False)
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.config.fetch_timeout))
+        return self._session
 
     async def _check(self, url: str, param: str) -> None:
         parts = urlsplit(url)
@@ -56,19 +62,17 @@ class Fetcher:
         await self._check(url, param)
         limit = self.config.fetch_max_bytes
         try:
-            async with self.client.stream("GET", url) as response:
-                if response.status_code != 200:
-                    raise InvalidRequest(
-                        f"Cannot fetch '{url[:200]}': it answered {response.status_code}.", param=param
-                    )
+            async with self.session.get(url, allow_redirects=False) as response:
+                if response.status != 200:
+                    raise InvalidRequest(f"Cannot fetch '{url[:200]}': it answered {response.status}.", param=param)
                 chunks, size = [], 0
-                async for chunk in response.aiter_bytes():
+                async for chunk in response.content.iter_any():
                     size += len(chunk)
                     if size > limit:
                         raise InvalidRequest(f"Cannot fetch '{url[:200]}': larger than {limit} bytes.", param=param)
                     chunks.append(chunk)
                 kind = response.headers.get("content-type", "application/octet-stream").split(";")[0].strip()
-        except httpx.HTTPError as exc:
+        except (aiohttp.ClientError, TimeoutError) as exc:
             raise InvalidRequest(f"Cannot fetch '{url[:200]}': {type(exc).__name__}.", param=param) from None
         return b"".join(chunks), kind
 
@@ -96,7 +100,8 @@ class Fetcher:
         return out
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        if self._session is not None:
+            await self._session.close()
 
 
 def _remote(part: Any) -> bool:
