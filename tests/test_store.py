@@ -22,9 +22,11 @@ async def store(request, tmp_path) -> AsyncIterator[SQLStore]:
         url = request.getfixturevalue("pg_url")
     instance = SQLStore(url)
     await instance.open()
-    async with instance.engine.begin() as conn:
+    def empty(conn) -> None:
         for table in ("events", "items", "responses"):
-            await conn.execute(text(f"DELETE FROM {table}"))
+            conn.execute(text(f"DELETE FROM {table}"))
+
+    await instance._write(empty)
     yield instance
     await instance.close()
 
@@ -90,11 +92,11 @@ async def test_deep_chain_is_one_query(store):
     def count(_conn, _cursor, statement, *_args):
         statements.append(statement)
 
-    event.listen(store.engine.sync_engine, "before_cursor_execute", count)
+    event.listen(store.sync_engine, "before_cursor_execute", count)
     try:
         chain = await store.chain_items("p", "resp_999")
     finally:
-        event.remove(store.engine.sync_engine, "before_cursor_execute", count)
+        event.remove(store.sync_engine, "before_cursor_execute", count)
     assert len(chain) == 2000
     assert texts(chain)[:3] == ["i0", "o0", "i1"] and texts(chain)[-1] == "o999"
     assert len([s for s in statements if "RECURSIVE" in s.upper()]) == 1
@@ -171,7 +173,8 @@ async def test_leases_cancel_requests_and_expiry(store):
 async def test_delete_removes_items_and_events(store):
     await background(store, "resp_del")
     assert await store.delete_response("p", "resp_del") is True
-    async with store.engine.connect() as conn:
-        for table in ("items", "events"):
-            count = (await conn.execute(text(f"SELECT count(*) FROM {table} WHERE response_id = 'resp_del'"))).scalar()
-            assert count == 0
+    def count(conn, table: str) -> int:
+        return conn.execute(text(f"SELECT count(*) FROM {table} WHERE response_id = 'resp_del'")).scalar()
+
+    for table in ("items", "events"):
+        assert await store._read(count, table) == 0

@@ -1,16 +1,27 @@
-"""The store on SQLAlchemy Core: SQLite (embedded, WAL) or PostgreSQL, one schema."""
+"""The store on SQLAlchemy Core: SQLite (embedded, WAL) or PostgreSQL, one schema.
+
+Every operation is one plain function over a SQLAlchemy ``Connection``, run as a whole:
+on SQLite in a small thread pool over the standard sqlite3 driver (one hop to a thread
+per operation, writes one at a time), on PostgreSQL through asyncpg with ``run_sync``.
+The measured reason is in docs/performance.md: per-statement thread hops of an async
+SQLite driver cost more CPU than the statements themselves.
+"""
 
 from __future__ import annotations
 
-import logging
+import asyncio
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Connection, delete, event, func, insert, literal, select, text, update
+from sqlalchemy import Connection, Engine, bindparam, create_engine, delete, event, func, literal, select, text, update
+from sqlalchemy import insert as sql_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -19,18 +30,17 @@ from continuo.store.schema import INPUT, OUTPUT, api_keys, items, responses
 from continuo.store.schema import events as events_table
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-
-# aiosqlite logs every statement with its parameters at DEBUG: stored prompts and outputs
-# would reach the log. Prompts stay out of logs unless someone turns this back on.
-logging.getLogger("aiosqlite").setLevel(logging.INFO)
+T = TypeVar("T")
 
 
-def async_url(url: str) -> str:
-    """``sqlite:///x.db`` and ``postgresql://…`` as the async drivers spell them."""
+def _url(url: str) -> tuple[str, bool]:
+    """The URL with the driver Continuo uses, and whether it is SQLite."""
     parsed = make_url(url)
-    driver = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg"}
-    name = driver.get(parsed.drivername, parsed.drivername)
-    return parsed.set(drivername=name).render_as_string(hide_password=False)
+    if parsed.drivername.startswith("sqlite"):
+        return parsed.set(drivername="sqlite").render_as_string(hide_password=False), True
+    if parsed.drivername in ("postgresql", "postgres", "postgresql+asyncpg"):
+        return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False), False
+    raise ValueError(f"unsupported database URL scheme: {parsed.drivername}")
 
 
 def _run_migrations(connection: Connection) -> None:
@@ -82,123 +92,362 @@ def _item_rows(response_id: str, kind: int, values: list[dict[str, Any]]) -> lis
     ]
 
 
+def _event_rows(response_id: str, stored: list[StoredEvent]) -> list[dict[str, Any]]:
+    return [
+        {"response_id": response_id, "sequence_number": e.sequence_number, "type": e.type, "data": e.data.decode()}
+        for e in stored
+    ]
+
+
+# Statements are built once; running one only binds parameters (building the recursive
+# CTE on every call cost more than running it).
+_GET_RESPONSE = (
+    select(responses.c.body, items.c.body)
+    .select_from(responses.outerjoin(items, (items.c.response_id == responses.c.id) & (items.c.kind == OUTPUT)))
+    .where(responses.c.id == bindparam("response_id"), responses.c.project == bindparam("project"))
+    .order_by(items.c.position)
+)
+
+
+def _chain_statement() -> Any:
+    chain = (
+        select(responses.c.id, responses.c.previous_response_id, literal(0).label("depth"))
+        .where(responses.c.id == bindparam("response_id"), responses.c.project == bindparam("project"))
+        .cte("chain", recursive=True)
+    )
+    parent = responses.alias("parent")
+    chain = chain.union_all(
+        select(parent.c.id, parent.c.previous_response_id, chain.c.depth + 1).where(
+            parent.c.id == chain.c.previous_response_id, parent.c.project == bindparam("project")
+        )
+    )
+    return (
+        select(chain.c.depth, items.c.kind, items.c.body)
+        .select_from(chain.outerjoin(items, items.c.response_id == chain.c.id))
+        .order_by(chain.c.depth.desc(), items.c.kind, items.c.position)
+    )
+
+
+_CHAIN = _chain_statement()
+_FIND_ITEMS = (
+    select(items.c.item_id, items.c.body)
+    .select_from(items.join(responses, responses.c.id == items.c.response_id))
+    .where(items.c.item_id.in_(bindparam("item_ids", expanding=True)), responses.c.project == bindparam("project"))
+    .order_by(responses.c.created_at, items.c.kind, items.c.position)
+)
+_INSERT_RESPONSE = sql_insert(responses)
+_INSERT_ITEMS = sql_insert(items)
+_INSERT_EVENTS = sql_insert(events_table)
+_EVENTS_AFTER = (
+    select(events_table.c.sequence_number, events_table.c.type, events_table.c.data)
+    .select_from(events_table.join(responses, responses.c.id == events_table.c.response_id))
+    .where(
+        events_table.c.response_id == bindparam("response_id"),
+        responses.c.project == bindparam("project"),
+        events_table.c.sequence_number > bindparam("after"),
+    )
+    .order_by(events_table.c.sequence_number)
+)
+_NEXT_SEQUENCE = select(func.max(events_table.c.sequence_number)).where(
+    events_table.c.response_id == bindparam("response_id")
+)
+_KEY_PROJECT = select(api_keys.c.project).where(api_keys.c.hash == bindparam("hash"), api_keys.c.revoked_at.is_(None))
+_HAS_KEYS = select(api_keys.c.id).where(api_keys.c.revoked_at.is_(None)).limit(1)
+
+
+# -- operations: each runs whole, in one transaction (writes) or on one connection (reads) --
+
+
+def _save(conn: Connection, project: str, response: dict[str, Any], input_items: list[dict[str, Any]]) -> None:
+    rows = _item_rows(response["id"], INPUT, input_items) + _item_rows(response["id"], OUTPUT, response["output"])
+    conn.execute(_INSERT_RESPONSE, _response_row(project, response))
+    if rows:
+        conn.execute(_INSERT_ITEMS, rows)
+
+
+def _get(conn: Connection, project: str, response_id: str) -> dict[str, Any] | None:
+    rows = conn.execute(_GET_RESPONSE, {"response_id": response_id, "project": project}).all()
+    if not rows:
+        return None
+    response: dict[str, Any] = orjson.loads(rows[0][0])
+    response["output"] = [orjson.loads(row[1]) for row in rows if row[1] is not None]
+    return response
+
+
+def _delete(conn: Connection, project: str, response_id: str) -> bool:
+    # Items and events go with their response (ON DELETE CASCADE where the database
+    # honours it; explicitly as well, so the outcome never depends on a pragma).
+    owned = select(responses.c.id).where(responses.c.id == response_id, responses.c.project == project)
+    conn.execute(delete(items).where(items.c.response_id.in_(owned.scalar_subquery())))
+    conn.execute(delete(events_table).where(events_table.c.response_id.in_(owned.scalar_subquery())))
+    result = conn.execute(delete(responses).where(responses.c.id == response_id, responses.c.project == project))
+    return bool(result.rowcount)
+
+
+def _chain(conn: Connection, project: str, response_id: str, own_output: bool) -> list[dict[str, Any]] | None:
+    rows = conn.execute(_CHAIN, {"response_id": response_id, "project": project}).all()
+    if not rows:
+        return None
+    return [
+        orjson.loads(body)
+        for depth, kind, body in rows
+        if body is not None and (own_output or depth > 0 or kind == INPUT)
+    ]
+
+
+def _find(conn: Connection, project: str, item_ids: list[str]) -> dict[str, dict[str, Any]]:
+    rows = conn.execute(_FIND_ITEMS, {"item_ids": item_ids, "project": project}).all()
+    return {item_id: orjson.loads(body) for item_id, body in rows}
+
+
+def _create_background(
+    conn: Connection,
+    project: str,
+    response: dict[str, Any],
+    input_items: list[dict[str, Any]],
+    request: dict[str, Any],
+    stored: list[StoredEvent],
+) -> None:
+    conn.execute(_INSERT_RESPONSE, _response_row(project, response, request=_dumps(request), queued_at=time.time_ns()))
+    if input_items:
+        conn.execute(_INSERT_ITEMS, _item_rows(response["id"], INPUT, input_items))
+    if stored:
+        conn.execute(_INSERT_EVENTS, _event_rows(response["id"], stored))
+
+
+def _next_sequence(conn: Connection, response_id: str) -> int:
+    last = conn.execute(_NEXT_SEQUENCE, {"response_id": response_id}).scalar()
+    return 0 if last is None else int(last) + 1
+
+
+def _claim(conn: Connection, owner: str, lease_until: int) -> ClaimedRun | None:
+    oldest = (
+        select(responses.c.id)
+        .where(responses.c.status == "queued", responses.c.background.is_(True))
+        .order_by(responses.c.queued_at)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    claim = (
+        update(responses)
+        .where(responses.c.id == oldest, responses.c.status == "queued")
+        .values(status="in_progress", owner=owner, lease_until=lease_until, updated_at=int(time.time()))
+        .returning(responses.c.id, responses.c.project, responses.c.body, responses.c.request)
+    )
+    row = conn.execute(claim).first()
+    if row is None:
+        return None
+    response_id, project, body, request = row
+    response = orjson.loads(body)
+    response["output"] = []
+    return ClaimedRun(
+        project=project,
+        response=response,
+        request=orjson.loads(request) if request else {},
+        context=_chain(conn, project, response_id, False) or [],
+        next_sequence=_next_sequence(conn, response_id),
+    )
+
+
+def _write_run(conn: Connection, response_id: str, response: dict[str, Any], stored: list[StoredEvent]) -> None:
+    output = [item for item in response["output"] if item.get("status") != "in_progress"]
+    conn.execute(
+        update(responses)
+        .where(responses.c.id == response_id)
+        .values(status=response["status"], body=_body(response), updated_at=int(time.time()))
+    )
+    conn.execute(delete(items).where(items.c.response_id == response_id, items.c.kind == OUTPUT))
+    if output:
+        conn.execute(_INSERT_ITEMS, _item_rows(response_id, OUTPUT, output))
+    if stored:
+        conn.execute(_INSERT_EVENTS, _event_rows(response_id, stored))
+
+
+def _finish(
+    conn: Connection, response_id: str, response: dict[str, Any], stored: list[StoredEvent], from_statuses: Any
+) -> bool:
+    # Taking the row first makes two replicas finishing the same run take turns.
+    taken = conn.execute(
+        update(responses)
+        .where(responses.c.id == response_id, responses.c.status.in_(from_statuses))
+        .values(owner=None, lease_until=None)
+    )
+    if not taken.rowcount:
+        return False
+    _write_run(conn, response_id, response, stored)
+    return True
+
+
+def _append(conn: Connection, response_id: str, stored: list[StoredEvent]) -> None:
+    conn.execute(_INSERT_EVENTS, _event_rows(response_id, stored))
+
+
+def _events_after(conn: Connection, project: str, response_id: str, after: int) -> list[StoredEvent]:
+    params = {"response_id": response_id, "project": project, "after": after}
+    rows = conn.execute(_EVENTS_AFTER, params).all()
+    return [StoredEvent(seq, kind, data.encode()) for seq, kind, data in rows]
+
+
+def _renew(conn: Connection, owner: str, lease_until: int) -> None:
+    conn.execute(
+        update(responses)
+        .where(responses.c.owner == owner, responses.c.status == "in_progress")
+        .values(lease_until=lease_until)
+    )
+
+
+def _cancel_requests(conn: Connection, owner: str) -> list[str]:
+    query = select(responses.c.id).where(
+        responses.c.owner == owner, responses.c.status == "in_progress", responses.c.cancel_requested.is_(True)
+    )
+    return list(conn.execute(query).scalars())
+
+
+def _request_cancel(conn: Connection, project: str, response_id: str) -> None:
+    conn.execute(
+        update(responses)
+        .where(responses.c.id == response_id, responses.c.project == project)
+        .values(cancel_requested=True)
+    )
+
+
+def _expired(conn: Connection, now: int) -> list[tuple[str, str]]:
+    query = select(responses.c.project, responses.c.id).where(
+        responses.c.status == "in_progress", responses.c.background.is_(True), responses.c.lease_until < now
+    )
+    return [(project, response_id) for project, response_id in conn.execute(query).all()]
+
+
+def _create_key(conn: Connection, key_id: str, project: str, key_hash: str) -> None:
+    conn.execute(
+        sql_insert(api_keys), {"id": key_id, "project": project, "hash": key_hash, "created_at": int(time.time())}
+    )
+
+
+def _list_keys(conn: Connection) -> list[StoredKey]:
+    query = select(api_keys.c.id, api_keys.c.project, api_keys.c.created_at, api_keys.c.revoked_at).order_by(
+        api_keys.c.created_at, api_keys.c.id
+    )
+    return [StoredKey(*row) for row in conn.execute(query).all()]
+
+
+def _revoke_key(conn: Connection, key_id: str) -> bool:
+    result = conn.execute(
+        update(api_keys)
+        .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+        .values(revoked_at=int(time.time()))
+    )
+    return bool(result.rowcount)
+
+
+def _key_project(conn: Connection, key_hash: str) -> str | None:
+    project: str | None = conn.execute(_KEY_PROJECT, {"hash": key_hash}).scalar()
+    return project
+
+
+def _has_keys(conn: Connection) -> bool:
+    return conn.execute(_HAS_KEYS).first() is not None
+
+
+def _ping(conn: Connection) -> bool:
+    conn.execute(text("SELECT 1"))
+    return True
+
+
 class SQLStore:
     def __init__(self, url: str, *, migrate: bool = True, pool_size: int = 10) -> None:
-        self.url = async_url(url)
+        self.url, self.is_sqlite = _url(url)
         self.migrate = migrate
-        self.is_sqlite = self.url.startswith("sqlite")
-        kwargs: dict[str, Any] = {}
-        if not self.is_sqlite:
-            kwargs["pool_size"] = pool_size
-        self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
+        self.engine: AsyncEngine | None = None
+        self.sqlite: Engine | None = None
         if self.is_sqlite:
-            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            threads = 4
+            self.sqlite = create_engine(
+                self.url, pool_size=threads, max_overflow=0, connect_args={"check_same_thread": False}
+            )
+            event.listen(self.sqlite, "connect", _sqlite_pragmas)
+            self.threads = ThreadPoolExecutor(threads, thread_name_prefix="continuo-sqlite")
+            # SQLite has one writer at a time: writers queue here rather than spin on
+            # SQLITE_BUSY (which cost hundreds of milliseconds at 16 concurrent requests).
+            self.write_lock = threading.Lock()
+        else:
+            self.engine = create_async_engine(self.url, pool_size=pool_size)
+
+    @property
+    def sync_engine(self) -> Engine:
+        """The engine whose events fire for every statement (tests count statements)."""
+        if self.sqlite is not None:
+            return self.sqlite
+        assert self.engine is not None
+        return self.engine.sync_engine
+
+    # -- running operations -----------------------------------------------------------
+
+    def _sqlite_read(self, operation: Callable[..., T], args: tuple[Any, ...]) -> T:
+        assert self.sqlite is not None
+        with self.sqlite.connect() as conn:
+            return operation(conn, *args)
+
+    def _sqlite_write(self, operation: Callable[..., T], args: tuple[Any, ...]) -> T:
+        assert self.sqlite is not None
+        with self.write_lock, self.sqlite.begin() as conn:
+            return operation(conn, *args)
+
+    async def _read(self, operation: Callable[..., T], *args: Any) -> T:
+        if self.engine is None:
+            return await asyncio.get_running_loop().run_in_executor(self.threads, self._sqlite_read, operation, args)
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(operation, *args)
+
+    async def _write(self, operation: Callable[..., T], *args: Any) -> T:
+        if self.engine is None:
+            return await asyncio.get_running_loop().run_in_executor(self.threads, self._sqlite_write, operation, args)
+        async with self.engine.begin() as conn:
+            return await conn.run_sync(operation, *args)
+
+    # -- life cycle -------------------------------------------------------------------
 
     async def open(self) -> None:
         if self.migrate:
             await self.run_migrations()
 
     async def run_migrations(self) -> None:
-        async with self.engine.begin() as conn:
-            await conn.run_sync(_run_migrations)
+        await self._write(_run_migrations)
 
     async def close(self) -> None:
-        await self.engine.dispose()
+        if self.engine is not None:
+            await self.engine.dispose()
+        if self.sqlite is not None:
+            self.threads.shutdown(wait=True)
+            self.sqlite.dispose()
 
     async def ping(self) -> bool:
-        async with self.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
-        return True
+        return await self._read(_ping)
+
+    # -- responses --------------------------------------------------------------------
 
     async def save_response(self, project: str, response: dict[str, Any], input_items: list[dict[str, Any]]) -> None:
-        rows = _item_rows(response["id"], INPUT, input_items)
-        rows += _item_rows(response["id"], OUTPUT, response["output"])
-        async with self.engine.begin() as conn:
-            await conn.execute(insert(responses).values(_response_row(project, response)))
-            if rows:
-                await conn.execute(insert(items), rows)
+        await self._write(_save, project, response, input_items)
 
     async def get_response(self, project: str, response_id: str) -> dict[str, Any] | None:
-        query = (
-            select(responses.c.body, items.c.body)
-            .select_from(responses.outerjoin(items, (items.c.response_id == responses.c.id) & (items.c.kind == OUTPUT)))
-            .where(responses.c.id == response_id, responses.c.project == project)
-            .order_by(items.c.position)
-        )
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
-        if not rows:
-            return None
-        response: dict[str, Any] = orjson.loads(rows[0][0])
-        response["output"] = [orjson.loads(row[1]) for row in rows if row[1] is not None]
-        return response
+        return await self._read(_get, project, response_id)
 
     async def delete_response(self, project: str, response_id: str) -> bool:
-        async with self.engine.begin() as conn:
-            # Items go with their response (ON DELETE CASCADE where the database honours
-            # it; explicitly as well, so the outcome never depends on a pragma).
-            owned = select(responses.c.id).where(responses.c.id == response_id, responses.c.project == project)
-            await conn.execute(delete(items).where(items.c.response_id.in_(owned.scalar_subquery())))
-            await conn.execute(delete(events_table).where(events_table.c.response_id.in_(owned.scalar_subquery())))
-            result = await conn.execute(
-                delete(responses).where(responses.c.id == response_id, responses.c.project == project)
-            )
-        return bool(result.rowcount)
-
-    async def _chain(self, project: str, response_id: str, *, own_output: bool) -> list[dict[str, Any]] | None:
-        chain = (
-            select(responses.c.id, responses.c.previous_response_id, literal(0).label("depth"))
-            .where(responses.c.id == response_id, responses.c.project == project)
-            .cte("chain", recursive=True)
-        )
-        parent = responses.alias("parent")
-        chain = chain.union_all(
-            select(parent.c.id, parent.c.previous_response_id, chain.c.depth + 1).where(
-                parent.c.id == chain.c.previous_response_id, parent.c.project == project
-            )
-        )
-        query = (
-            select(chain.c.depth, items.c.kind, items.c.body)
-            .select_from(chain.outerjoin(items, items.c.response_id == chain.c.id))
-            .order_by(chain.c.depth.desc(), items.c.kind, items.c.position)
-        )
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
-        if not rows:
-            return None
-        return [
-            orjson.loads(body)
-            for depth, kind, body in rows
-            if body is not None and (own_output or depth > 0 or kind == INPUT)
-        ]
+        return await self._write(_delete, project, response_id)
 
     async def chain_items(self, project: str, response_id: str) -> list[dict[str, Any]] | None:
-        return await self._chain(project, response_id, own_output=True)
+        return await self._read(_chain, project, response_id, True)
 
     async def input_items(self, project: str, response_id: str) -> list[dict[str, Any]] | None:
-        return await self._chain(project, response_id, own_output=False)
+        return await self._read(_chain, project, response_id, False)
 
     async def find_items(self, project: str, item_ids: list[str]) -> dict[str, dict[str, Any]]:
         if not item_ids:
             return {}
-        query = (
-            select(items.c.item_id, items.c.body)
-            .select_from(items.join(responses, responses.c.id == items.c.response_id))
-            .where(items.c.item_id.in_(item_ids), responses.c.project == project)
-            .order_by(responses.c.created_at, items.c.kind, items.c.position)
-        )
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
-        return {item_id: orjson.loads(body) for item_id, body in rows}
+        return await self._read(_find, project, item_ids)
 
-    # -- background runs ------------------------------------------------------------------
-
-    @staticmethod
-    def _event_rows(response_id: str, stored: list[StoredEvent]) -> list[dict[str, Any]]:
-        return [
-            {"response_id": response_id, "sequence_number": e.sequence_number, "type": e.type, "data": e.data.decode()}
-            for e in stored
-        ]
+    # -- background runs --------------------------------------------------------------
 
     async def create_background(
         self,
@@ -208,66 +457,13 @@ class SQLStore:
         request: dict[str, Any],
         events: list[StoredEvent],
     ) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                insert(responses).values(
-                    _response_row(project, response, request=_dumps(request), queued_at=time.time_ns())
-                )
-            )
-            if input_items:
-                await conn.execute(insert(items), _item_rows(response["id"], INPUT, input_items))
-            if events:
-                await conn.execute(insert(events_table), self._event_rows(response["id"], events))
+        await self._write(_create_background, project, response, input_items, request, events)
 
     async def claim_queued(self, owner: str, lease_until: int) -> ClaimedRun | None:
-        oldest = (
-            select(responses.c.id)
-            .where(responses.c.status == "queued", responses.c.background.is_(True))
-            .order_by(responses.c.queued_at)
-            .limit(1)
-            .with_for_update(skip_locked=True)
-            .scalar_subquery()
-        )
-        claim = (
-            update(responses)
-            .where(responses.c.id == oldest, responses.c.status == "queued")
-            .values(status="in_progress", owner=owner, lease_until=lease_until, updated_at=int(time.time()))
-            .returning(responses.c.id, responses.c.project, responses.c.body, responses.c.request)
-        )
-        async with self.engine.begin() as conn:
-            row = (await conn.execute(claim)).first()
-        if row is None:
-            return None
-        response_id, project, body, request = row
-        context = await self.input_items(project, response_id) or []
-        response = orjson.loads(body)
-        response["output"] = []
-        return ClaimedRun(
-            project=project,
-            response=response,
-            request=orjson.loads(request) if request else {},
-            context=context,
-            next_sequence=await self.next_sequence(response_id),
-        )
-
-    async def _write_run(
-        self, conn: Any, response_id: str, response: dict[str, Any], stored: list[StoredEvent]
-    ) -> None:
-        output = [item for item in response["output"] if item.get("status") != "in_progress"]
-        await conn.execute(
-            update(responses)
-            .where(responses.c.id == response_id)
-            .values(status=response["status"], body=_body(response), updated_at=int(time.time()))
-        )
-        await conn.execute(delete(items).where(items.c.response_id == response_id, items.c.kind == OUTPUT))
-        if output:
-            await conn.execute(insert(items), _item_rows(response_id, OUTPUT, output))
-        if stored:
-            await conn.execute(insert(events_table), self._event_rows(response_id, stored))
+        return await self._write(_claim, owner, lease_until)
 
     async def update_run(self, response_id: str, response: dict[str, Any], events: list[StoredEvent]) -> None:
-        async with self.engine.begin() as conn:
-            await self._write_run(conn, response_id, response, events)
+        await self._write(_write_run, response_id, response, events)
 
     async def finish_run(
         self,
@@ -277,104 +473,42 @@ class SQLStore:
         *,
         from_statuses: tuple[str, ...] = ("in_progress",),
     ) -> bool:
-        async with self.engine.begin() as conn:
-            # Taking the row first makes two replicas finishing the same run take turns.
-            taken = await conn.execute(
-                update(responses)
-                .where(responses.c.id == response_id, responses.c.status.in_(from_statuses))
-                .values(owner=None, lease_until=None)
-            )
-            if not taken.rowcount:
-                return False
-            await self._write_run(conn, response_id, response, events)
-        return True
+        return await self._write(_finish, response_id, response, events, from_statuses)
 
     async def append_events(self, response_id: str, stored: list[StoredEvent]) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(insert(events_table), self._event_rows(response_id, stored))
+        await self._write(_append, response_id, stored)
 
     async def events_after(self, project: str, response_id: str, after: int) -> list[StoredEvent]:
-        query = (
-            select(events_table.c.sequence_number, events_table.c.type, events_table.c.data)
-            .select_from(events_table.join(responses, responses.c.id == events_table.c.response_id))
-            .where(
-                events_table.c.response_id == response_id,
-                responses.c.project == project,
-                events_table.c.sequence_number > after,
-            )
-            .order_by(events_table.c.sequence_number)
-        )
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
-        return [StoredEvent(seq, kind, data.encode()) for seq, kind, data in rows]
+        return await self._read(_events_after, project, response_id, after)
 
     async def next_sequence(self, response_id: str) -> int:
-        query = select(func.max(events_table.c.sequence_number)).where(events_table.c.response_id == response_id)
-        async with self.engine.connect() as conn:
-            last = (await conn.execute(query)).scalar()
-        return 0 if last is None else int(last) + 1
+        return await self._read(_next_sequence, response_id)
 
     async def renew_leases(self, owner: str, lease_until: int) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                update(responses)
-                .where(responses.c.owner == owner, responses.c.status == "in_progress")
-                .values(lease_until=lease_until)
-            )
+        await self._write(_renew, owner, lease_until)
 
     async def cancel_requests(self, owner: str) -> list[str]:
-        query = select(responses.c.id).where(
-            responses.c.owner == owner, responses.c.status == "in_progress", responses.c.cancel_requested.is_(True)
-        )
-        async with self.engine.connect() as conn:
-            return list((await conn.execute(query)).scalars())
+        return await self._read(_cancel_requests, owner)
 
     async def request_cancel(self, project: str, response_id: str) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                update(responses)
-                .where(responses.c.id == response_id, responses.c.project == project)
-                .values(cancel_requested=True)
-            )
+        await self._write(_request_cancel, project, response_id)
 
     async def expired_runs(self, now: int) -> list[tuple[str, str]]:
-        query = select(responses.c.project, responses.c.id).where(
-            responses.c.status == "in_progress", responses.c.background.is_(True), responses.c.lease_until < now
-        )
-        async with self.engine.connect() as conn:
-            return [(project, response_id) for project, response_id in (await conn.execute(query)).all()]
+        return await self._read(_expired, now)
 
-    # -- API keys -------------------------------------------------------------------------
+    # -- API keys ---------------------------------------------------------------------
 
     async def create_key(self, key_id: str, project: str, key_hash: str) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                insert(api_keys).values(id=key_id, project=project, hash=key_hash, created_at=int(time.time()))
-            )
+        await self._write(_create_key, key_id, project, key_hash)
 
     async def list_keys(self) -> list[StoredKey]:
-        query = select(api_keys.c.id, api_keys.c.project, api_keys.c.created_at, api_keys.c.revoked_at).order_by(
-            api_keys.c.created_at, api_keys.c.id
-        )
-        async with self.engine.connect() as conn:
-            return [StoredKey(*row) for row in (await conn.execute(query)).all()]
+        return await self._read(_list_keys)
 
     async def revoke_key(self, key_id: str) -> bool:
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
-                update(api_keys)
-                .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
-                .values(revoked_at=int(time.time()))
-            )
-        return bool(result.rowcount)
+        return await self._write(_revoke_key, key_id)
 
     async def key_project(self, key_hash: str) -> str | None:
-        query = select(api_keys.c.project).where(api_keys.c.hash == key_hash, api_keys.c.revoked_at.is_(None))
-        async with self.engine.connect() as conn:
-            project: str | None = (await conn.execute(query)).scalar()
-        return project
+        return await self._read(_key_project, key_hash)
 
     async def has_active_keys(self) -> bool:
-        query = select(api_keys.c.id).where(api_keys.c.revoked_at.is_(None)).limit(1)
-        async with self.engine.connect() as conn:
-            return (await conn.execute(query)).first() is not None
+        return await self._read(_has_keys)
