@@ -65,8 +65,16 @@ def test_keys_cli_creates_lists_and_never_prints_keys(keyed):
     assert sorted(line.split()[1] for line in lines) == ["alpha", "beta"]
     listing = "\n".join(lines)
     assert alpha not in listing and beta not in listing
-    db = (config_path.parent / "auth.db").read_bytes()
-    assert alpha.encode() not in db and beta.encode() not in db
+    # Read in another process: closing a plain file handle on a SQLite database drops the
+    # locks SQLite holds on it in this process (where the server runs).
+    files = [str(config_path.parent / name) for name in ("auth.db", "auth.db-wal")]
+    read = (
+        "import os, sys\n"
+        "sys.stdout.buffer.write(b''.join(open(f, 'rb').read() for f in sys.argv[1:] if os.path.exists(f)))"
+    )
+    stored = subprocess.run([sys.executable, "-c", read, *files], capture_output=True, check=True).stdout
+    assert b"api_keys" in stored
+    assert alpha.encode() not in stored and beta.encode() not in stored
 
 
 def test_missing_and_wrong_keys_are_401(keyed):
@@ -132,7 +140,7 @@ def test_revoked_key_is_refused_within_a_second(keyed):
     assert client.responses.create(model="m", input="ok").status == "completed"
     (key_id,) = [line.split()[0] for line in cli(config_path, "list").splitlines() if line.split()[1] == "delta"]
     cli(config_path, "revoke", key_id)
-    assert [line for line in cli(config_path, "list").splitlines() if line.startswith(key_id)][0].endswith("revoked")
+    assert next(line for line in cli(config_path, "list").splitlines() if line.startswith(key_id)).endswith("revoked")
 
     def refused() -> bool:
         try:
