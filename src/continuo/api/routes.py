@@ -47,26 +47,33 @@ def _stream(request: Request, events: AsyncIterator[Event]) -> Response:
     return sse_response(held())
 
 
-async def _json_body(request: Request) -> Any:
-    limit: int = request.app.state.config.server.max_body_bytes
-    too_large = APIError(
+def _too_large(limit: int) -> APIError:
+    return APIError(
         f"Request body too large: the limit is {limit} bytes.",
         status=413,
         type="invalid_request_error",
         code="request_too_large",
     )
+
+
+async def _json_body(request: Request) -> Any:
+    limit: int = request.app.state.config.server.max_body_bytes
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise too_large
-    chunks = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
+    if declared is not None and declared.isdigit():
+        if int(declared) > limit:
+            raise _too_large(limit)
+        body = await request.body()  # the server never reads past the declared length
+    else:
+        chunks = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            chunks.append(chunk)
+        body = b"".join(chunks)
     try:
-        return orjson.loads(b"".join(chunks))
+        return orjson.loads(body)
     except orjson.JSONDecodeError:
         raise InvalidRequest(
             "We could not parse the JSON body of your request. The body must be valid JSON.",
