@@ -417,6 +417,13 @@ class SQLStore:
         with self.write_lock, self.sqlite.begin() as conn:
             return operation(conn, *args)
 
+    def _sqlite_checkpoint(self) -> None:
+        # Under the write lock: with writes going on meanwhile the WAL would never be
+        # fully copied back, so it would never start over, and would grow without end.
+        assert self.sqlite is not None
+        with self.write_lock, self.sqlite.connect() as conn:
+            _checkpoint(conn)
+
     def _inline(self, operation: Callable[..., T], args: tuple[Any, ...], write: bool) -> T:
         assert self.inline is not None
         if write:
@@ -442,7 +449,7 @@ class SQLStore:
         if write:
             self.writes += 1
             if self.writes % 500 == 0:
-                asyncio.get_running_loop().run_in_executor(self.threads, self._sqlite_read, _checkpoint, ())
+                asyncio.get_running_loop().run_in_executor(self.threads, self._sqlite_checkpoint)
         return result
 
     async def _read(self, operation: Callable[..., T], *args: Any) -> T:
