@@ -1,0 +1,1 @@
+"""Continuo's benchmark: ``python -m benchmarks.run`` (see docs/benchmarks.md)."""
