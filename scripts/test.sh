@@ -3,6 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install.sh --dev
-.venv/bin/ruff check src tests
+.venv/bin/ruff check src tests benchmarks
 .venv/bin/mypy
 .venv/bin/pytest -q "$@"
