@@ -14,6 +14,7 @@ import pytest
 
 from continuo.api.app import create_app
 from continuo.config import load_config
+from continuo.core.keys import hash_key
 from tests.support.configs import write_config
 from tests.support.fake_chat import Reply
 from tests.support.servers import ServerThread
@@ -30,7 +31,11 @@ def cli(config: Path, *args: str) -> str:
     return result.stdout
 
 
-GAMMA = '[[keys]]\nproject = "gamma"\nenv = "CONTINUO_TEST_GAMMA_KEY"\n'
+EPSILON_KEY = "sk-epsilon-declared-by-hash"
+GAMMA = (
+    '[[keys]]\nproject = "gamma"\nenv = "CONTINUO_TEST_GAMMA_KEY"\n\n'
+    f'[[keys]]\nproject = "epsilon"\nhash = "{hash_key(EPSILON_KEY)}"\n'
+)
 
 
 def auth_config(tmp: Path, upstream_url: str, extra: str = "") -> Path:
@@ -88,9 +93,15 @@ def test_missing_and_wrong_keys_are_401(keyed):
     assert httpx.get(f"{server.url}/healthz").status_code == 200
 
 
-def test_key_from_environment(keyed):
+def test_keys_declared_in_the_config(keyed):
     server, *_ = keyed
-    assert sdk(server, "sk-gamma-from-env").responses.create(model="m", input="hi").output_text == "echo: hi"
+    by_env = sdk(server, "sk-gamma-from-env").responses.create(model="m", input="hi")
+    assert by_env.output_text == "echo: hi"
+    by_hash = sdk(server, EPSILON_KEY).responses.create(model="m", input="hi")
+    # Different projects: neither sees the other's response.
+    with pytest.raises(openai.NotFoundError):
+        sdk(server, EPSILON_KEY).responses.retrieve(by_env.id)
+    assert sdk(server, EPSILON_KEY).responses.retrieve(by_hash.id) == by_hash
 
 
 def test_other_projects_get_exactly_the_unknown_id_answers(keyed, upstream):

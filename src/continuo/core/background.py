@@ -119,7 +119,7 @@ class BackgroundRunner:
         def done(_: asyncio.Task[None]) -> None:
             self.tasks.pop(response_id, None)
             self.reasons.pop(response_id, None)
-            asyncio.get_running_loop().create_task(self.notifier.notify(QUEUE))
+            self.notifier.wake(QUEUE)  # a slot is free here; other replicas poll
 
         task.add_done_callback(done)
 

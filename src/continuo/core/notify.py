@@ -38,7 +38,11 @@ class Signal:
 class Notifier(Protocol):
     def listen(self, channel: str) -> Signal: ...
 
-    async def notify(self, channel: str) -> None: ...
+    async def notify(self, channel: str) -> None:
+        """Wake this channel's readers on every replica."""
+
+    def wake(self, channel: str) -> None:
+        """Wake this channel's readers in this process only."""
 
     async def start(self) -> None: ...
 
