@@ -1,0 +1,55 @@
+"""The OpenAI Agents SDK itself, running an agent with a tool against Continuo."""
+
+from __future__ import annotations
+
+import openai
+import pytest
+
+from tests.support.fake_chat import Reply
+
+agents = pytest.importorskip("agents", reason="openai-agents is not installed")
+
+
+def agent_with_tool(server) -> tuple[object, list[str]]:
+    agents.set_tracing_disabled(True)
+    calls: list[str] = []
+
+    @agents.function_tool
+    def lookup(q: str) -> str:
+        """Look something up."""
+        calls.append(q)
+        return f"{q} is 1"
+
+    client = openai.AsyncOpenAI(base_url=f"{server.url}/v1", api_key="k", max_retries=0)
+    model = agents.OpenAIResponsesModel(model="gpt-test", openai_client=client)
+    return agents.Agent(name="finder", instructions="Use lookup.", tools=[lookup], model=model), calls
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_agent_runs_a_tool_and_answers(server, upstream, streamed):
+    upstream.script(Reply(tool_calls=[("lookup", '{"q": "x"}')]), Reply(text="x is one"))
+    agent, calls = agent_with_tool(server)
+    if streamed:
+        result = agents.Runner.run_streamed(agent, "what is x?")
+        kinds = [event.type async for event in result.stream_events()]
+        assert "raw_response_event" in kinds
+    else:
+        result = await agents.Runner.run(agent, "what is x?")
+    assert calls == ["x"]
+    assert result.final_output == "x is one"
+    second = upstream.requests[-1]["messages"]
+    assert second[0] == {"role": "system", "content": "Use lookup."}
+    assert second[-1]["role"] == "tool" and second[-1]["content"] == "x is 1"
+    assert second[-2]["tool_calls"][0]["function"]["name"] == "lookup"
+
+
+async def test_agent_chains_with_previous_response_id(server, upstream):
+    upstream.script(Reply(tool_calls=[("lookup", '{"q": "y"}')]), Reply(text="y is one"))
+    agent, calls = agent_with_tool(server)
+    result = await agents.Runner.run(agent, "what is y?", previous_response_id=None, auto_previous_response_id=True)
+    assert result.final_output == "y is one" and calls == ["y"]
+    # The second call of the run chained on the first, and Continuo rebuilt the history.
+    with openai.OpenAI(base_url=f"{server.url}/v1", api_key="k") as sync:
+        last = sync.responses.retrieve(result.last_response_id)
+    assert last.previous_response_id is not None
+    assert [m["role"] for m in upstream.requests[-1]["messages"]] == ["system", "user", "assistant", "tool"]
