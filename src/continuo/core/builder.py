@@ -308,9 +308,6 @@ class ResponseBuilder:
         """Record the terminal event for the settled status."""
         self.lifecycle(terminal_event(self.response["status"]))
 
-    def finished_output(self) -> list[dict[str, Any]]:
-        return [item for item in self.response["output"] if item["status"] != "in_progress"]
-
 
 def terminal_event(status: str) -> str:
     return {

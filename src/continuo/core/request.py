@@ -21,9 +21,6 @@ FORMAT_TYPES = ("text", "json_object", "json_schema")
 TRUNCATIONS = ("auto", "disabled")
 _NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
-# Passed to the backend unchanged when present; not part of the Response object.
-PASS_THROUGH = ("seed", "stop", "top_k", "repetition_penalty")
-
 
 @dataclass(slots=True)
 class CreateRequest:

@@ -6,15 +6,6 @@ from typing import Any
 
 from continuo.errors import InvalidRequest
 
-_TYPE_NAMES = {
-    str: "a string",
-    bool: "a boolean",
-    int: "an integer",
-    float: "a decimal",
-    dict: "an object",
-    list: "an array",
-}
-
 
 def _name_of(value: Any) -> str:
     if value is None:
@@ -121,11 +112,4 @@ def opt_dict(body: dict[str, Any], key: str, param: str | None = None) -> dict[s
     value = body.get(key)
     if value is not None and not isinstance(value, dict):
         raise invalid_type(param or key, "an object", value)
-    return value
-
-
-def opt_list(body: dict[str, Any], key: str, param: str | None = None) -> list[Any] | None:
-    value = body.get(key)
-    if value is not None and not isinstance(value, list):
-        raise invalid_type(param or key, "an array", value)
     return value
