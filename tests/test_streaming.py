@@ -148,3 +148,17 @@ def test_stream_store_false(client, upstream):
     events = list(client.responses.create(model="gpt-test", input="x", stream=True, store=False))
     assert events[-1].type == "response.completed"
     assert events[-1].response.store is False
+
+
+def test_a_store_failure_ends_the_stream_as_failed(server, client, upstream, monkeypatch):
+    store = server.app.state.service.store
+
+    async def broken(*_args, **_kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(store, "save_response", broken)
+    upstream.script(Reply(text="not kept"))
+    events = list(client.responses.create(model="gpt-test", input="x", stream=True))
+    assert events[-1].type == "response.failed"
+    assert events[-1].response.error.message == "The response could not be stored."
+    assert [e.sequence_number for e in events] == list(range(len(events)))

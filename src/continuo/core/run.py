@@ -116,6 +116,15 @@ class Run:
         task.add_done_callback(self.tasks.discard)
         return self._consume(queue, task)
 
+    async def _store(self) -> None:
+        """Store the response; shielded, so a client leaving now cannot undo it halfway.
+        A store that fails turns the response into a failed one, said so in the stream."""
+        try:
+            await asyncio.shield(self._save())
+        except Exception:
+            log.exception("could not store response %s", self.response["id"])
+            self.builder.fail("The response could not be stored.")
+
     async def _produce(self, queue: asyncio.Queue[list[Event] | None]) -> None:
         builder = self.builder
         try:
@@ -125,10 +134,10 @@ class Run:
                 await drive(builder, self.upstream, queue.put)
             except asyncio.CancelledError:
                 builder.cancel()
-                await self._save()
+                await self._store()
                 return
             await queue.put(builder.drain())
-            await self._save()
+            await self._store()
             builder.terminal()
             await queue.put(builder.drain())
         except Exception:
