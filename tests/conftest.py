@@ -37,6 +37,7 @@ def make_config(upstream_url: str, db_path: Path, **extra: Any) -> Any:
                 "type": "chat_completions",
                 "base_url": f"{upstream_url}/v1",
                 "api_key_env": "CONTINUO_TEST_UPSTREAM_KEY",
+                "headers": {"x-tenant": "team-7"},
                 "max_retries": 0,
                 "timeout": 5,
             }

@@ -50,9 +50,10 @@ def test_plain_response_has_every_field(client, upstream):
     assert "stream" not in upstream.last
 
 
-def test_upstream_key_comes_from_environment(client, upstream):
+def test_upstream_key_comes_from_environment_and_headers_from_config(client, upstream):
     client.responses.create(model="gpt-test", input="hi")
     assert upstream.headers[-1]["authorization"] == "Bearer sk-upstream-secret"
+    assert upstream.headers[-1]["x-tenant"] == "team-7"
 
 
 def test_star_route_passes_requested_name(client, upstream):
