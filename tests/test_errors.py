@@ -202,3 +202,41 @@ def test_failed_requests_store_nothing(client, upstream, server):
     assert client.responses.retrieve(before.id).output_text == "echo: kept"
     items = client.responses.input_items.list(before.id)
     assert [i.content[0].text for i in items.data] == ["kept"]
+
+
+@pytest.mark.parametrize("retries", [0, 4])
+def test_connection_failures_are_retried_before_sending(tmp_path, retries):
+    """An upstream that refuses connections at first (bound, not yet listening) is
+    reached with max_retries; without retries the client gets a 502."""
+    import threading
+    import time
+
+    from tests.support.fake_chat import FakeChatUpstream
+
+    late = FakeChatUpstream()
+    late_server = ServerThread(late.app)  # the port is bound but not listening yet
+    config = make_config(late_server.url, tmp_path / "retry.db")
+    config.providers[0].max_retries = retries
+    continuo = ServerThread(create_app(config)).start()
+    outcome: dict = {}
+
+    def call() -> None:
+        with openai.OpenAI(base_url=f"{continuo.url}/v1", api_key="k", max_retries=0) as client:
+            try:
+                outcome["response"] = client.responses.create(model="gpt-test", input="late")
+            except openai.APIStatusError as error:
+                outcome["error"] = error
+
+    thread = threading.Thread(target=call)
+    thread.start()
+    time.sleep(0.4)
+    late_server.start()
+    thread.join(timeout=30)
+    late_server.stop()
+    continuo.stop()
+    if retries:
+        assert outcome["response"].output_text == "echo: late"
+        assert len(late.requests) == 1  # sent once, never twice
+    else:
+        assert outcome["error"].status_code == 502
+        assert late.requests == []
