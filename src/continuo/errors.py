@@ -21,11 +21,13 @@ class APIError(Exception):
         code: str | None = None,
         status: int | None = None,
         type: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
         self.code = code
+        self.headers = headers
         if status is not None:
             self.status = status
         if type is not None:

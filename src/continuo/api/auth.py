@@ -10,9 +10,10 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from continuo.api.responses import json_response
+from continuo.api.errors import error_response
 from continuo.core.keys import KeyRing
 from continuo.core.limits import Limiter, retry_after
+from continuo.errors import APIError
 
 ANONYMOUS = "anonymous"
 
@@ -20,8 +21,7 @@ log = logging.getLogger("continuo.auth")
 
 
 def _error(message: str, status: int, error_type: str, code: str, headers: dict[str, str] | None = None) -> Any:
-    body = {"error": {"message": message, "type": error_type, "param": None, "code": code}}
-    return json_response(body, status=status, headers=headers)
+    return error_response(APIError(message, status=status, type=error_type, code=code, headers=headers))
 
 
 def _bearer(scope: Scope) -> str | None:

@@ -15,9 +15,13 @@ from continuo.errors import APIError
 log = logging.getLogger("continuo")
 
 
+def error_response(error: APIError) -> Response:
+    return json_response(error.body(), status=error.status, headers=error.headers)
+
+
 async def api_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, APIError)
-    return json_response(exc.body(), status=exc.status)
+    return error_response(exc)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -29,21 +33,13 @@ async def http_error(request: Request, exc: Exception) -> Response:
     else:
         message = str(exc.detail)
     error_type = "invalid_request_error" if exc.status_code < 500 else "server_error"
-    body = {"error": {"message": message, "type": error_type, "param": None, "code": None}}
-    return json_response(body, status=exc.status_code, headers=exc.headers)
+    error = APIError(message, status=exc.status_code, type=error_type, headers=dict(exc.headers or {}))
+    return error_response(error)
 
 
 async def server_error(_request: Request, exc: Exception) -> Response:
     log.exception("unhandled error", exc_info=exc)
-    body = {
-        "error": {
-            "message": "The server had an error while processing your request.",
-            "type": "server_error",
-            "param": None,
-            "code": None,
-        }
-    }
-    return json_response(body, status=500)
+    return error_response(APIError("The server had an error while processing your request."))
 
 
 EXCEPTION_HANDLERS = {APIError: api_error, HTTPException: http_error, Exception: server_error}
