@@ -41,7 +41,7 @@ def test_restart_keeps_responses_chains_and_items(upstream, tmp_path):
 def head_revision() -> str:
     from alembic.script import ScriptDirectory
 
-    from continuo.store.sql import MIGRATIONS
+    from continuo.store.engine import MIGRATIONS
 
     head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
     assert head is not None

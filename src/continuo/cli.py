@@ -67,8 +67,8 @@ def _keys(args: argparse.Namespace) -> int:
                 print(f"created {key_id} for project {args.project}; the key is shown only once", file=sys.stderr)
             elif args.action == "list":
                 for stored in await store.list_keys():
-                    created = datetime.fromtimestamp(stored.created_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-                    state = "" if stored.revoked_at is None else " revoked"
+                    created = datetime.fromtimestamp(stored.created_at_us / 1e6, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                    state = "" if stored.revoked_at_us is None else " revoked"
                     print(f"{stored.id} {stored.project} {created}{state}")
             elif not await store.revoke_key(args.id):
                 print(f"continuo: no active key {args.id}", file=sys.stderr)

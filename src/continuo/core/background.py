@@ -37,8 +37,8 @@ def stored(events: list[Event], first: int) -> list[StoredEvent]:
     return [StoredEvent(first + i, kind, data) for i, (kind, data) in enumerate(events)]
 
 
-def _millis() -> int:
-    return int(time.time() * 1000)
+def _micros() -> int:
+    return time.time_ns() // 1000
 
 
 class BackgroundRunner:
@@ -67,7 +67,7 @@ class BackgroundRunner:
         """With a store only this process uses (SQLite), every run still in progress was
         left by an earlier life of this server: end them now rather than after a lease."""
         if single_replica:
-            for project, response_id in await self.store.expired_runs(now=2**62):
+            for project, response_id in await self.store.expired_runs(now_us=2**62):
                 await self.fail_abandoned(project, response_id)
         self.loops = [asyncio.create_task(self._dispatch()), asyncio.create_task(self._heartbeat())]
 
@@ -93,7 +93,7 @@ class BackgroundRunner:
         return response
 
     def _lease(self) -> int:
-        return _millis() + int(self.config.lease_seconds * 1000)
+        return _micros() + int(self.config.lease_seconds * 1_000_000)
 
     async def _dispatch(self) -> None:
         while True:
@@ -225,7 +225,7 @@ class BackgroundRunner:
                 await asyncio.sleep(interval)
 
     async def _end_expired(self) -> None:
-        for project, response_id in await self.store.expired_runs(_millis()):
+        for project, response_id in await self.store.expired_runs(_micros()):
             if response_id in self.tasks:
                 continue
             await self.fail_abandoned(project, response_id)

@@ -44,7 +44,7 @@ class Store(Protocol):
     ) -> None:
         """Store a queued background response with its request and first events."""
 
-    async def claim_queued(self, owner: str, lease_until: int) -> ClaimedRun | None:
+    async def claim_queued(self, owner: str, lease_until_us: int) -> ClaimedRun | None:
         """Take the oldest queued run for ``owner``, exactly once across replicas."""
 
     async def update_run(self, response_id: str, response: dict[str, Any], events: list[StoredEvent]) -> None:
@@ -67,14 +67,14 @@ class Store(Protocol):
 
     async def next_sequence(self, response_id: str) -> int: ...
 
-    async def renew_leases(self, owner: str, lease_until: int) -> None: ...
+    async def renew_leases(self, owner: str, lease_until_us: int) -> None: ...
 
     async def cancel_requests(self, owner: str) -> list[str]:
         """Ids of runs held by ``owner`` that someone asked to cancel."""
 
     async def request_cancel(self, project: str, response_id: str) -> None: ...
 
-    async def expired_runs(self, now: int) -> list[tuple[str, str]]:
+    async def expired_runs(self, now_us: int) -> list[tuple[str, str]]:
         """(project, id) of in-progress runs whose owner stopped renewing its lease."""
 
 
@@ -98,8 +98,8 @@ class ClaimedRun:
 class StoredKey:
     id: str
     project: str
-    created_at: int
-    revoked_at: int | None
+    created_at_us: int
+    revoked_at_us: int | None
 
 
 class KeyStore(Protocol):

@@ -5,6 +5,8 @@ its output items are rows of ``items``, stored once. A chain is never copied: it
 by following ``previous_response_id`` in one recursive query.
 """
 
+import time
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -22,6 +24,11 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
+
+def now_us() -> int:
+    """Every time in the schema is in microseconds since the epoch, in a column named ``*_us``."""
+    return time.time_ns() // 1000
+
 INPUT = 0
 OUTPUT = 1
 
@@ -33,18 +40,18 @@ responses = Table(
     Column("previous_response_id", String(64), nullable=True),
     Column("status", String(16), nullable=False),
     Column("background", Boolean, nullable=False, server_default="0"),
-    Column("created_at", BigInteger, nullable=False),
-    Column("updated_at", BigInteger, nullable=False),
+    Column("created_at_us", BigInteger, nullable=False),
+    Column("updated_at_us", BigInteger, nullable=False),
     # The Response object as JSON, without "output" (that lives in items).
     Column("body", Text, nullable=False),
     # Background runs: the create request, queue order, the replica running it and
     # until when its lease holds, and whether someone asked to cancel it.
     Column("request", Text, nullable=True),
-    Column("queued_at", BigInteger, nullable=True),
+    Column("queued_at_us", BigInteger, nullable=True),
     Column("owner", String(64), nullable=True),
-    Column("lease_until", BigInteger, nullable=True),
+    Column("lease_until_us", BigInteger, nullable=True),
     Column("cancel_requested", Boolean, nullable=False, server_default=false()),
-    Index("ix_responses_status_queued_at", "status", "queued_at"),
+    Index("ix_responses_status_queued_at_us", "status", "queued_at_us"),
 )
 
 items = Table(
@@ -81,6 +88,6 @@ api_keys = Table(
     Column("id", String(64), primary_key=True),
     Column("project", String(128), nullable=False),
     Column("hash", String(128), nullable=False, unique=True),
-    Column("created_at", BigInteger, nullable=False),
-    Column("revoked_at", BigInteger, nullable=True),
+    Column("created_at_us", BigInteger, nullable=False),
+    Column("revoked_at_us", BigInteger, nullable=True),
 )

@@ -1,0 +1,1 @@
+"""SQL operations: plain functions over a SQLAlchemy ``Connection``, each run whole by the store."""

@@ -1,0 +1,132 @@
+"""Responses, their items and chains."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, bindparam, delete, literal, select
+from sqlalchemy import insert as sql_insert
+
+from continuo.store.base import StoredEvent
+from continuo.store.schema import INPUT, OUTPUT, items, now_us, responses
+from continuo.store.schema import events as events_table
+
+
+def dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def body_json(response: dict[str, Any]) -> str:
+    return dumps({k: v for k, v in response.items() if k != "output"})
+
+
+def response_row(project: str, response: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """The ``responses`` row of a Response object (its output lives in ``items``)."""
+    return {
+        "id": response["id"],
+        "project": project,
+        "previous_response_id": response.get("previous_response_id"),
+        "status": response["status"],
+        "background": bool(response.get("background")),
+        "created_at_us": response["created_at"] * 1_000_000,
+        "updated_at_us": now_us(),
+        "body": body_json(response),
+        **extra,
+    }
+
+
+def item_rows(response_id: str, kind: int, values: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {"response_id": response_id, "kind": kind, "position": i, "item_id": item.get("id", ""), "body": dumps(item)}
+        for i, item in enumerate(values)
+    ]
+
+
+def event_rows(response_id: str, stored: list[StoredEvent]) -> list[dict[str, Any]]:
+    return [
+        {"response_id": response_id, "sequence_number": e.sequence_number, "type": e.type, "data": e.data.decode()}
+        for e in stored
+    ]
+
+
+# Statements are built once; running one only binds parameters (building the recursive
+# CTE on every call cost more than running it).
+GET_RESPONSE = (
+    select(responses.c.body, items.c.body)
+    .select_from(responses.outerjoin(items, (items.c.response_id == responses.c.id) & (items.c.kind == OUTPUT)))
+    .where(responses.c.id == bindparam("response_id"), responses.c.project == bindparam("project"))
+    .order_by(items.c.position)
+)
+
+
+def chain_statement() -> Any:
+    chain = (
+        select(responses.c.id, responses.c.previous_response_id, literal(0).label("depth"))
+        .where(responses.c.id == bindparam("response_id"), responses.c.project == bindparam("project"))
+        .cte("chain", recursive=True)
+    )
+    parent = responses.alias("parent")
+    chain = chain.union_all(
+        select(parent.c.id, parent.c.previous_response_id, chain.c.depth + 1).where(
+            parent.c.id == chain.c.previous_response_id, parent.c.project == bindparam("project")
+        )
+    )
+    return (
+        select(chain.c.depth, items.c.kind, items.c.body)
+        .select_from(chain.outerjoin(items, items.c.response_id == chain.c.id))
+        .order_by(chain.c.depth.desc(), items.c.kind, items.c.position)
+    )
+
+
+CHAIN = chain_statement()
+FIND_ITEMS = (
+    select(items.c.item_id, items.c.body)
+    .select_from(items.join(responses, responses.c.id == items.c.response_id))
+    .where(items.c.item_id.in_(bindparam("item_ids", expanding=True)), responses.c.project == bindparam("project"))
+    .order_by(responses.c.created_at_us, items.c.kind, items.c.position)
+)
+INSERT_RESPONSE = sql_insert(responses)
+INSERT_ITEMS = sql_insert(items)
+
+
+def save(conn: Connection, project: str, response: dict[str, Any], input_items: list[dict[str, Any]]) -> None:
+    rows = item_rows(response["id"], INPUT, input_items) + item_rows(response["id"], OUTPUT, response["output"])
+    conn.execute(INSERT_RESPONSE, response_row(project, response))
+    if rows:
+        conn.execute(INSERT_ITEMS, rows)
+
+
+def get(conn: Connection, project: str, response_id: str) -> dict[str, Any] | None:
+    rows = conn.execute(GET_RESPONSE, {"response_id": response_id, "project": project}).all()
+    if not rows:
+        return None
+    response: dict[str, Any] = orjson.loads(rows[0][0])
+    response["output"] = [orjson.loads(row[1]) for row in rows if row[1] is not None]
+    return response
+
+
+def delete_response(conn: Connection, project: str, response_id: str) -> bool:
+    # Items and events go with their response (ON DELETE CASCADE where the database
+    # honours it; explicitly as well, so the outcome never depends on a pragma).
+    owned = select(responses.c.id).where(responses.c.id == response_id, responses.c.project == project)
+    conn.execute(delete(items).where(items.c.response_id.in_(owned.scalar_subquery())))
+    conn.execute(delete(events_table).where(events_table.c.response_id.in_(owned.scalar_subquery())))
+    result = conn.execute(delete(responses).where(responses.c.id == response_id, responses.c.project == project))
+    return bool(result.rowcount)
+
+
+def chain(conn: Connection, project: str, response_id: str, own_output: bool) -> list[dict[str, Any]] | None:
+    rows = conn.execute(CHAIN, {"response_id": response_id, "project": project}).all()
+    if not rows:
+        return None
+    return [
+        orjson.loads(body)
+        for depth, kind, body in rows
+        if body is not None and (own_output or depth > 0 or kind == INPUT)
+    ]
+
+
+def find(conn: Connection, project: str, item_ids: list[str]) -> dict[str, dict[str, Any]]:
+    rows = conn.execute(FIND_ITEMS, {"item_ids": item_ids, "project": project}).all()
+    return {item_id: orjson.loads(body) for item_id, body in rows}
