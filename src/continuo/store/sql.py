@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from continuo.store.base import ClaimedRun, ExpiredRun, StoredEvent, StoredKey
+from continuo.store.base import ClaimedRun, ExpiredRun, ItemPage, StoredEvent, StoredKey
 from continuo.store.engine import Database
 from continuo.store.ops import keys, responses, runs
 
@@ -29,8 +29,10 @@ class SQLStore(Database):
     async def chain_items(self, project: str, response_id: str) -> list[dict[str, Any]] | None:
         return await self._read(responses.chain, project, response_id, True)
 
-    async def input_items(self, project: str, response_id: str) -> list[dict[str, Any]] | None:
-        return await self._read(responses.chain, project, response_id, False)
+    async def input_items(
+        self, project: str, response_id: str, *, limit: int, ascending: bool, after: str | None
+    ) -> ItemPage | None:
+        return await self._read(responses.input_items_page, project, response_id, limit, ascending, after)
 
     async def find_items(self, project: str, item_ids: list[str]) -> dict[str, dict[str, Any]]:
         if not item_ids:
