@@ -11,6 +11,7 @@ import pytest
 
 from continuo.api.app import create_app
 from continuo.config import parse_config
+from tests.support import wire
 from tests.support.fake_chat import FakeChatUpstream
 from tests.support.servers import ServerThread
 
@@ -65,6 +66,18 @@ def server(upstream: FakeChatUpstream, tmp_path_factory: pytest.TempPathFactory)
 @pytest.fixture(autouse=True)
 def _fresh_upstream(upstream: FakeChatUpstream) -> None:
     upstream.reset()
+
+
+@pytest.fixture(autouse=True)
+def _wire_contract(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail the test if anything a Continuo server answered it on /v1/responses breaks a
+    spec's schema or the stream contract (tests/support/wire.py, contract.py)."""
+    mark = wire.LOG.mark()
+    yield
+    exempt = frozenset(arg for marker in request.node.iter_markers("wire_exempt") for arg in marker.args)
+    found = wire.problems(wire.LOG.since(mark), exempt)
+    if found:
+        pytest.fail("what the server put on the wire breaks the contract:\n" + "\n".join(found), pytrace=False)
 
 
 @pytest.fixture

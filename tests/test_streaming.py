@@ -150,6 +150,7 @@ def test_stream_store_false(client, upstream):
     assert events[-1].response.store is False
 
 
+@pytest.mark.wire_exempt("stored")  # the point: storing it fails
 def test_a_store_failure_ends_the_stream_as_failed(server, client, upstream, monkeypatch):
     store = server.app.state.service.store
 
