@@ -48,6 +48,7 @@ def test_codex_turn(server, upstream, client):
             {
                 "type": "namespace",
                 "name": "mcp",
+                "description": "MCP tools",  # required by OpenAI's schema
                 "tools": [
                     {"type": "function", "name": "read_page", "parameters": {"type": "object", "properties": {}}}
                 ],

@@ -208,7 +208,7 @@ def test_three_turn_chain_with_a_function_call(client, rserver, rupstream, strea
     assert message["type"] == "message" and message["id"].startswith("msg_")
     assert message["content"][0]["text"] == "Il fait 18 degrés."
     assert second["usage"]["input_tokens"] == 17
-    assert second["usage"]["input_tokens_details"] == {"cached_tokens": 3}
+    assert second["usage"]["input_tokens_details"] == {"cached_tokens": 3, "cache_write_tokens": 0}
     assert second["usage"]["output_tokens_details"] == {"reasoning_tokens": 5}
 
     # Turn 3: a follow-up, chained, without instructions.

@@ -29,7 +29,7 @@ from urllib.parse import parse_qs
 import httpx
 import orjson
 from jsonschema import Draft202012Validator
-from jsonschema.exceptions import best_match
+from jsonschema.exceptions import ValidationError, best_match
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
@@ -196,6 +196,18 @@ class Violation:
 # Responses spec are relaxed, each for the reason given. Nothing else is changed.
 OPENRESPONSES_EXCEPTIONS: list[tuple[str, str, Any, str]] = [
     (
+        "/components/schemas/Tool",
+        "replace",
+        {
+            "anyOf": [
+                {"$ref": "#/components/schemas/FunctionTool"},
+                {"type": "object", "required": ["type"], "properties": {"type": {"not": {"const": "function"}}}},
+            ]
+        },
+        "Open Responses defines function tools only; OpenAI's hosted tools and namespaces, which clients send "
+        "and the response echoes, are checked against OpenAI's schema alone",
+    ),
+    (
         "/components/schemas/JsonSchemaResponseFormat/properties/schema",
         "replace",
         {"type": "object"},
@@ -224,6 +236,29 @@ def _relax(spec: dict[str, Any], exceptions: list[tuple[str, str, Any, str]]) ->
             assert value in node[last], pointer
             node[last] = [x for x in node[last] if x != value]
     return spec
+
+
+def _explain(error: ValidationError) -> ValidationError:
+    """The error inside an anyOf/oneOf that says what is wrong: in the branch for the
+    instance's ``type`` when the branches are told apart by it, else jsonschema's pick."""
+    while error.validator in ("anyOf", "oneOf") and error.context:
+        branches: dict[Any, list[ValidationError]] = {}
+        for sub in error.context:
+            branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+        typed = [
+            errors
+            for errors in branches.values()
+            if not any(list(e.relative_path) == ["type"] for e in errors)
+            and not any(e.validator == "type" and not e.relative_path for e in errors)
+        ]
+        if len(typed) == 1:
+            error = best_match(typed[0])
+        else:
+            picked = best_match([error])
+            if picked is error:
+                break
+            error = picked
+    return error
 
 
 class Schemas:
@@ -269,7 +304,7 @@ class Schemas:
     def check(self, ref: str, instance: Any, what: str) -> list[Violation]:
         violations = []
         for error in self.validator(ref).iter_errors(instance):
-            error = best_match([error])  # into the most relevant branch of an anyOf
+            error = _explain(error)
             violations.append(
                 Violation(
                     what=what,
@@ -396,16 +431,17 @@ def analyse(exchange: Exchange) -> Analysis:
     problems: list[str] = []
     stored: dict[str, Any] | None = None
     if exchange.raised is not None:
-        problems.append(f"the app raised {exchange.raised}")
+        problems.append(f"[answer] the app raised {exchange.raised}")
     elif not exchange.complete and not exchange.disconnected:
-        problems.append("the app returned without finishing its answer")
+        problems.append("[answer] the app returned without finishing its answer")
     if exchange.is_stream:
         events, problems_framing = contract.parse_sse(exchange.chunks)
-        problems += problems_framing
+        problems += [f"[framing] {p}" for p in problems_framing]
         for event in events:
-            problems += [f"seq {event.get('sequence_number')}: {v}" for v in schemas().event(event)]
+            problems += [f"[schema] seq {event.get('sequence_number')}: {v}" for v in schemas().event(event)]
         ended = exchange.complete and not exchange.disconnected
-        problems += contract.stream_problems(events, first_sequence=_first_sequence(exchange), ended=ended)
+        found = contract.stream_problems(events, first_sequence=_first_sequence(exchange), ended=ended)
+        problems += [f"[stream] {p}" for p in found]
         last = events[-1] if events else {}
         if ended and last.get("type") in contract.TERMINAL and isinstance(last.get("response"), dict):
             stored = last["response"] if last["response"].get("store") else None
@@ -413,16 +449,16 @@ def analyse(exchange: Exchange) -> Analysis:
         try:
             body = orjson.loads(exchange.body)
         except orjson.JSONDecodeError as exc:
-            problems.append(f"the JSON body does not parse: {exc}")
+            problems.append(f"[answer] the JSON body does not parse: {exc}")
         else:
-            problems += [str(v) for v in schemas().json_body(exchange, body)]
+            problems += [f"[schema] {v}" for v in schemas().json_body(exchange, body)]
             if exchange.status == 200 and isinstance(body, dict) and body.get("object") == "response":
-                problems += contract.response_problems(body)
+                problems += [f"[response] {p}" for p in contract.response_problems(body)]
                 finished = body.get("status") in contract.TERMINAL.values()
                 if exchange.method == "POST" and finished and body.get("store"):
                     stored = body
-    elif exchange.complete and exchange.status != 204 and exchange.path.startswith("/v1/responses"):
-        problems.append("the answer is neither JSON nor an event stream")
+    elif exchange.complete and exchange.status != 204:
+        problems.append(f"[json-answer] a {exchange.status} that is neither JSON nor an event stream")
     exchange.analysis = Analysis(problems, stored)
     return exchange.analysis
 
@@ -462,15 +498,15 @@ def problems(exchanges: list[Exchange], exempt: frozenset[str] = frozenset()) ->
         if not exchange.finished.is_set():
             continue  # still running after the wait: nothing settled to check
         analysis = analyse(exchange)
-        lines = list(analysis.problems)
+        lines = [p for p in analysis.problems if not any(p.startswith(f"[{rule}]") for rule in exempt)]
         if analysis.stored is not None and exchange.stored_answer is not None and "stored" not in exempt:
             status, stored = exchange.stored_answer
             response_id = analysis.stored["id"]
             if status == 404 and not _deleted(response_id):
-                lines.append(f"GET /v1/responses/{response_id} is a 404 although the response says store: true")
+                lines.append(f"[stored] GET /v1/responses/{response_id} is a 404 although it says store: true")
             elif status == 200 and stored != analysis.stored:
                 lines.append(
-                    f"the stored response differs from the one this answer ended with:\n"
+                    f"[stored] the stored response differs from the one this answer ended with:\n"
                     f"    stored:   {orjson.dumps(stored).decode()[:3000]}\n"
                     f"    answered: {orjson.dumps(analysis.stored).decode()[:3000]}"
                 )
