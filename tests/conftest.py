@@ -43,6 +43,14 @@ def _fresh_upstream(upstream: FakeChatUpstream) -> None:
     upstream.reset()
 
 
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    totals = wire.TOTALS
+    terminalreporter.write_line(
+        f"wire contract: {totals.exchanges} answers, {totals.events} stream events and "
+        f"{totals.stored} stored copies checked in {totals.seconds:.1f}s"
+    )
+
+
 @pytest.fixture(autouse=True)
 def _wire_contract(request: pytest.FixtureRequest) -> Iterator[None]:
     """Fail the test if anything a Continuo server answered it on /v1/responses breaks a
