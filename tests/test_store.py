@@ -22,7 +22,6 @@ async def store(request, tmp_path) -> AsyncIterator[SQLStore]:
         url = request.getfixturevalue("pg_url")
     instance = SQLStore(url)
     await instance.open()
-
     def empty(conn) -> None:
         for table in ("events", "items", "responses"):
             conn.execute(text(f"DELETE FROM {table}"))
@@ -174,7 +173,6 @@ async def test_leases_cancel_requests_and_expiry(store):
 async def test_delete_removes_items_and_events(store):
     await background(store, "resp_del")
     assert await store.delete_response("p", "resp_del") is True
-
     def count(conn, table: str) -> int:
         return conn.execute(text(f"SELECT count(*) FROM {table} WHERE response_id = 'resp_del'")).scalar()
 

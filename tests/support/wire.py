@@ -169,7 +169,10 @@ class Analysis:
 def _first_sequence(exchange: Exchange) -> int:
     query = parse_qs(exchange.query)
     if exchange.method == "GET" and "starting_after" in query:
-        return int(query["starting_after"][0]) + 1
+        try:
+            return int(query["starting_after"][0]) + 1
+        except ValueError:
+            return 0  # the server should have refused it; the sequence check will say so
     return 0
 
 
