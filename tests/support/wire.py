@@ -50,6 +50,8 @@ class Exchange:
     raised: str | None = None  # the app raised instead of answering
     finished: threading.Event = field(default_factory=threading.Event)
     analysis: Analysis | None = None
+    checked: bool = False  # by the end of a test (once it had finished)
+    waited: bool = False  # for it to finish, once
     stored_answer: tuple[int, Any] | None = None  # GET /v1/responses/{id} once it ended
 
     @property
@@ -66,7 +68,8 @@ class Exchange:
 
 
 class Log:
-    """Every exchange of the session, in order; tests look at the ones since a mark."""
+    """Every exchange of the session, in order. A test ends by checking the ones not
+    checked yet: its own, and those of fixtures set up for it (module-scoped ones too)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -83,6 +86,10 @@ class Log:
     def since(self, mark: int) -> list[Exchange]:
         with self._lock:
             return self._exchanges[mark:]
+
+    def unchecked(self) -> list[Exchange]:
+        with self._lock:
+            return [e for e in self._exchanges if not e.checked]
 
 
 LOG = Log()
@@ -224,7 +231,9 @@ def settle(exchanges: list[Exchange], timeout: float = 10.0) -> None:
     in a server's), before a server stops and when a test ends."""
     deadline = time.monotonic() + timeout
     for exchange in exchanges:
-        exchange.finished.wait(max(0.0, deadline - time.monotonic()))
+        if not exchange.waited:  # an answer still running after one wait is not waited for again
+            exchange.finished.wait(max(0.0, deadline - time.monotonic()))
+            exchange.waited = True
     for exchange in exchanges:
         if not exchange.finished.is_set() or exchange.stored_answer is not None:
             continue
@@ -274,6 +283,7 @@ def _problems(exchanges: list[Exchange], exempt: frozenset[str]) -> list[str]:
         if not exchange.finished.is_set():
             continue  # still running after the wait: nothing settled to check
         analysis = analyse(exchange)
+        exchange.checked = True
         TOTALS.exchanges += 1
         TOTALS.events += analysis.events
         TOTALS.stored += exchange.stored_answer is not None
