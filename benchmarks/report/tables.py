@@ -180,6 +180,9 @@ def markdown(doc: dict[str, Any]) -> str:
             )
         lines += ["", note, ""]
 
+    paging = doc.get("paging")
+    if paging:
+        lines += paging_lines(paging)
     mem = doc.get("memory")
     if mem:
         lines += [
@@ -240,3 +243,31 @@ def markdown(doc: dict[str, Any]) -> str:
     if prof:
         lines += profile_lines(prof, doc)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def paging_lines(paging: dict[str, Any]) -> list[str]:
+    """Short requests alone and while another client pages a deep chain's input items."""
+    alone, busy, pager = paging["short_alone"], paging["short_while_paging"], paging["pager"]
+
+    def times(ratio: Any) -> str:
+        return "-" if ratio is None else f"{ratio:.2f}x"
+
+    lines = [
+        f"| Short requests while another client pages a {paging['depth']:,}-turn chain | Alone | While paging "
+        "| Ratio |",
+        "|---|---:|---:|---:|",
+        f"| p50 latency, c=1 (ms) | {num(alone['p50_ms'])} | {num(busy['p50_ms'])} | {times(paging['p50_ratio'])} |",
+        f"| p99 latency, c=1 (ms) | {num(alone['p99_ms'])} | {num(busy['p99_ms'])} | {times(paging['p99_ratio'])} |",
+        f"| the pager's page latency p50 / p99 (ms) | - | {num(pager['p50_ms'])} / {num(pager['p99_ms'])} | - |",
+        "",
+        f"Short `store: true` requests ({num(busy['n'])} at c=1, non-streamed), first alone, then while a second "
+        f"client pages `GET /v1/responses/{{id}}/input_items?limit={paging['page_limit']}` of the last response of "
+        f"a {paging['depth']:,}-turn chain ({num(pager['items_per_pass'])} items) from start to end following "
+        f"`after`, over and over ({num(pager['pages'])} pages, {pager['passes']} whole passes during the batch). "
+        "Input items are paged in SQL (keyset), and a SQLite read over a step budget moves off the event loop, so "
+        "a ratio near 1x means the pager does not stall the loop.",
+    ]
+    if pager.get("errors"):
+        lines.append(f"The pager got {pager['errors']} errors, e.g. {pager.get('error_samples', [''])[0]}")
+    lines.append("")
+    return lines

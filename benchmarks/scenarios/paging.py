@@ -99,12 +99,17 @@ async def run(bench: Bench, client: Any) -> None:
     what = f"extending the chain from {start_turn}" if start_turn else "building a chain"
     log(f"paging: {what} to {depth} turns")
     started = time.perf_counter()
+    last_turn = 0.0
     for turn in range(start_turn + 1, depth + 1):
+        turn_started = time.perf_counter()
         tip = await add_turn(bench, client, turn, tip)
+        last_turn = time.perf_counter() - turn_started
+        if turn % 1000 == 0 and turn < depth:
+            log(f"paging: {turn} turns ({time.perf_counter() - started:.1f} s, the last in {last_turn * 1000:.1f} ms)")
     assert tip is not None
     bench.chain_tip = (depth, tip)
     build_s = time.perf_counter() - started
-    log(f"paging: {depth - start_turn} turns added in {build_s:.1f} s")
+    log(f"paging: {depth - start_turn} turns added in {build_s:.1f} s (the last in {last_turn * 1000:.1f} ms)")
 
     url = f"{bench.continuo_url}/v1/responses"
     body = bench.responses_body(store=True)
@@ -141,6 +146,7 @@ async def run(bench: Bench, client: Any) -> None:
         "depth": depth,
         "turns_added": depth - start_turn,
         "build_s": round(build_s, 2),
+        "build_last_turn_ms": round(last_turn * 1000, 3),
         "page_limit": plan.paging_limit,
         "short_alone": alone,
         "short_while_paging": paging,
