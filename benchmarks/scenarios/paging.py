@@ -32,7 +32,7 @@ class Pager:
     items_per_pass: int | None = None
     errors: int = 0
     error_samples: list[str] = field(default_factory=list)
-    first_page: asyncio.Event = field(default_factory=asyncio.Event)
+    first_pass: asyncio.Event = field(default_factory=asyncio.Event)
 
     def error(self, text: str) -> None:
         self.errors += 1
@@ -77,17 +77,17 @@ async def page_forever(client: aiohttp.ClientSession, url: str, limit: int, page
                 if status:
                     pager.error(f"{status}: {payload[:300]!r}")
                 if pager.errors >= 5:
-                    pager.first_page.set()
+                    pager.first_pass.set()
                     return
                 break
             ended = clock()
             pager.pages.append((ended, ended - started))
-            pager.first_page.set()
             page = orjson.loads(payload)
             seen += len(page["data"])
             if not page.get("has_more"):
                 pager.passes.append(ended)
                 pager.items_per_pass = seen
+                pager.first_pass.set()
                 break
             after = page["last_id"]
 
@@ -125,7 +125,8 @@ async def run(bench: Bench, client: Any) -> None:
     async with loadgen.session(limit=1) as pager_client:
         task = asyncio.create_task(page_forever(pager_client, items_url, plan.paging_limit, pager, stop))
         try:
-            await asyncio.wait_for(pager.first_page.wait(), 60)
+            # One whole pass first (it warms the pager and counts the chain's items).
+            await asyncio.wait_for(pager.first_pass.wait(), 600)
             await loadgen.requests(client, url, body, warm, 1)
             window_start = time.perf_counter()
             paging = await bench.measured("continuo", loadgen.requests(client, url, body, n, 1))
