@@ -1,0 +1,1 @@
+"""The benchmark's scenarios, each a ``run(bench, ...)`` that records into ``bench.results``."""

@@ -1,0 +1,66 @@
+"""The benchmark's paging row: which pages count, and how the report prints it (no server,
+no benchmark run: the pure parts)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks.report import markdown
+from benchmarks.scenarios.paging import Pager
+
+
+def _batch(p50: float, p99: float, n: int = 2000) -> dict[str, Any]:
+    return {"n": n, "ok": n, "p50_ms": p50, "p99_ms": p99, "elapsed_s": 2.0, "other_processes_cpu_s": 0.0}
+
+
+def _doc(**sections: Any) -> dict[str, Any]:
+    return {
+        "machine": {
+            "cores": 2,
+            "cpu_model": "cpu",
+            "memory_gib": 1,
+            "implementation": "CPython",
+            "python": "3.11",
+            "kernel": "6",
+        },
+        "pinning": {"continuo": {"core": 0}, "upstream": {"core": 1}, "loadgen": {"core": 1}},
+        "mode": "full",
+        "generated_at": "2026-01-01T00:00:00Z",
+        "duration_s": 1.0,
+        "plan": {},
+        **sections,
+    }
+
+
+def test_pager_counts_only_the_pages_and_passes_that_ended_in_the_window() -> None:
+    pager = Pager(pages=[(0.5, 0.9), (1.2, 0.002), (1.4, 0.004), (3.1, 0.5)], passes=[0.5, 1.4, 3.1])
+    pager.items_per_pass = 9999
+    stats = pager.stats(1.0, 3.0)
+    assert stats["pages"] == 2
+    assert stats["passes"] == 1
+    assert stats["p50_ms"] == 3.0
+    assert stats["pages_per_s"] == 1.0
+    assert stats["items_per_pass"] == 9999
+
+
+def test_report_prints_the_paging_table_with_both_runs_and_their_ratio() -> None:
+    paging = {
+        "depth": 5000,
+        "page_limit": 100,
+        "short_alone": _batch(1.0, 1.5),
+        "short_while_paging": _batch(1.2, 3.0),
+        "p50_ratio": 1.2,
+        "p99_ratio": 2.0,
+        "pager": {"pages": 700, "passes": 7, "items_per_pass": 9999, "p50_ms": 2.5, "p99_ms": 4.25, "errors": 0},
+    }
+    text = markdown(_doc(paging=paging))
+    assert "| Short requests while another client pages a 5,000-turn chain | Alone | While paging | Ratio |" in text
+    assert "| p50 latency, c=1 (ms) | 1.00 | 1.20 | 1.20x |" in text
+    assert "| p99 latency, c=1 (ms) | 1.50 | 3.00 | 2.00x |" in text
+    assert "| the pager's page latency p50 / p99 (ms) | - | 2.50 / 4.25 | - |" in text
+    assert "input_items?limit=100" in text and "(9,999 items)" in text and "700 pages, 7 whole passes" in text
+    assert "errors" not in text
+
+
+def test_report_without_a_paging_run_has_no_paging_table() -> None:
+    assert "pages a" not in markdown(_doc())
