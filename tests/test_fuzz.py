@@ -105,10 +105,6 @@ def test_fuzz_raw_bodies(http, stored):
     run()
 
 
-# KNOWN BUG, for the lead (api/app.py): Starlette's redirect_slashes answers
-# "/v1/responses/?..." with a bodyless 307 instead of an OpenAI-shaped 404. Remove this
-# marker once Starlette(..., redirect_slashes=False) (or a route for it) is in.
-@pytest.mark.wire_exempt("json-answer")
 def test_fuzz_paths_and_queries(http, stored):
     printable = st.characters(min_codepoint=32, max_codepoint=0x2FFF, exclude_categories=("Cs", "Cc"))
     ids = st.text(printable, max_size=20) | st.just(stored["id"])

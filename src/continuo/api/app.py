@@ -28,6 +28,7 @@ def create_app(config: Config) -> Starlette:
             await services.aclose()
 
     app = Starlette(routes=ROUTES, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    app.router.redirect_slashes = False  # a bodyless 307 is not an OpenAI-shaped answer
     app.add_middleware(AuthMiddleware)
     return app
 
