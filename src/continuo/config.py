@@ -88,6 +88,8 @@ class ProviderConfig:
     # Download http(s) images and files in the input and send them inline, for upstreams
     # that cannot fetch URLs themselves.
     fetch_remote_content: bool = False
+    # The largest non-streamed body, and the longest stream line, taken from the upstream.
+    max_response_bytes: int = 16 * 1024 * 1024
     model_path: str | None = None
     n_threads: int = 1
     n_ctx: int = 4096
