@@ -61,9 +61,12 @@ class ChatCompletionsBackend(HTTPProvider):
     async def open(self, request: ModelRequest) -> DeltaStream:
         response = await self.post("/chat/completions", self.payload(request))
         stream: DeltaStream
-        if request.stream:
+        content_type = response.headers.get("content-type", "")
+        if request.stream and "json" not in content_type and "html" not in content_type:
             stream = _ChunkStream(self.name, response, self.config.max_response_bytes)
         else:
+            # Not streamed, or an upstream that answered a stream with one JSON object (or a
+            # proxy's HTML page with a 200, which read_json turns into a 502).
             body = await self.read_json(response)
             try:
                 stream = DeltaList(cf.completion_deltas(body))

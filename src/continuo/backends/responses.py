@@ -270,8 +270,7 @@ class Translator:
         if output is not None and not isinstance(output, list):
             raise Malformed("output is not an array")
         for index, item in enumerate(output or ()):
-            if isinstance(item, dict):
-                deltas.extend(self._item_done(index, item))
+            deltas.extend(self._item_done(index, _object(item, "output[]")))
         if response.get("usage"):
             deltas.append(parse_usage(response["usage"]))
         deltas.append(Finish(self._finish_reason(response)))
