@@ -123,7 +123,11 @@ CHAT_FAULTS = [
         {"error": {"message": "model overloaded", "type": "server_error"}},
         {"error": {"message": "model overloaded", "type": "server_error"}},
     ),
-    Fault("huge-line", _body(b'{"choices": "' + HUGE + b'"}'), Answer((_data(_CHUNK), b"data: " + HUGE))),
+    Fault(
+        "huge-line",
+        _body(_completion(content=HUGE.decode())),
+        Answer((_data(_CHUNK), _data({"choices": [{"delta": {"content": HUGE.decode()}}]}))),
+    ),
     Fault("not-json", Answer((b"plain words",), "text/plain"), Answer((_data(_CHUNK), b"data: {oops\n\n"))),
 ]
 
@@ -175,5 +179,19 @@ RESPONSES_FAULTS = [
         {"error": {"message": "model overloaded", "type": "server_error"}},
         {"type": "error", "message": "model overloaded"},
     ),
-    Fault("huge-line", _body(b'{"output": "' + HUGE + b'"}'), Answer((_data(_EVENT), b"data: " + HUGE))),
+    Fault(
+        "huge-line",
+        _body(
+            _resp(
+                output=[
+                    {
+                        "type": "message",
+                        "role": "assistant",
+                        "content": [{"type": "output_text", "text": HUGE.decode()}],
+                    }
+                ]
+            )
+        ),
+        Answer((_data(_EVENT), _data({**_EVENT, "delta": HUGE.decode()}))),
+    ),
 ]
