@@ -29,6 +29,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
+from continuo.ids import ITEM_ID_MAX, well_formed
 from continuo.store.base import ClaimedRun, StoredEvent, StoredKey
 from continuo.store.schema import INPUT, OUTPUT, api_keys, items, responses
 from continuo.store.schema import events as events_table
@@ -490,18 +491,29 @@ class SQLStore:
         await self._write(_save, project, response, input_items)
 
     async def get_response(self, project: str, response_id: str) -> dict[str, Any] | None:
+        if not well_formed(response_id):
+            return None
         return await self._read(_get, project, response_id)
 
     async def delete_response(self, project: str, response_id: str) -> bool:
+        if not well_formed(response_id):
+            return False
         return await self._write(_delete, project, response_id)
 
     async def chain_items(self, project: str, response_id: str) -> list[dict[str, Any]] | None:
+        if not well_formed(response_id):
+            return None
         return await self._read(_chain, project, response_id, True)
 
     async def input_items(self, project: str, response_id: str) -> list[dict[str, Any]] | None:
+        if not well_formed(response_id):
+            return None
         return await self._read(_chain, project, response_id, False)
 
     async def find_items(self, project: str, item_ids: list[str]) -> dict[str, dict[str, Any]]:
+        # Ids that cannot exist are not looked up: on PostgreSQL a NUL or an over-long
+        # value would be an error instead of "not found".
+        item_ids = [i for i in item_ids if well_formed(i, ITEM_ID_MAX)]
         if not item_ids:
             return {}
         return await self._read(_find, project, item_ids)
@@ -538,6 +550,8 @@ class SQLStore:
         await self._write(_append, response_id, stored)
 
     async def events_after(self, project: str, response_id: str, after: int) -> list[StoredEvent]:
+        if not well_formed(response_id):
+            return []
         return await self._read(_events_after, project, response_id, after)
 
     async def next_sequence(self, response_id: str) -> int:
@@ -550,6 +564,8 @@ class SQLStore:
         return await self._read(_cancel_requests, owner)
 
     async def request_cancel(self, project: str, response_id: str) -> None:
+        if not well_formed(response_id):
+            return
         await self._write(_request_cancel, project, response_id)
 
     async def expired_runs(self, now: int) -> list[tuple[str, str]]:
