@@ -62,6 +62,9 @@ class SecurityConfig:
     allow_private_urls: bool = False
     fetch_max_bytes: int = 20 * 1024 * 1024
     fetch_timeout: float = 10.0
+    # A server whose keys were all revoked stays closed unless this is true; then it is
+    # open again while no key is active (as before the first key was created).
+    reopen_without_active_keys: bool = False
 
 
 @dataclass(slots=True)

@@ -171,6 +171,7 @@ _NEXT_SEQUENCE = select(func.max(events_table.c.sequence_number)).where(
 )
 _KEY_PROJECT = select(api_keys.c.project).where(api_keys.c.hash == bindparam("hash"), api_keys.c.revoked_at.is_(None))
 _HAS_KEYS = select(api_keys.c.id).where(api_keys.c.revoked_at.is_(None)).limit(1)
+_HAD_KEYS = select(api_keys.c.id).limit(1)
 
 
 # -- operations: each runs whole, in one transaction (writes) or on one connection (reads) --
@@ -364,8 +365,8 @@ def _key_project(conn: Connection, key_hash: str) -> str | None:
     return project
 
 
-def _has_keys(conn: Connection) -> bool:
-    return conn.execute(_HAS_KEYS).first() is not None
+def _has_keys(conn: Connection, include_revoked: bool) -> bool:
+    return conn.execute(_HAD_KEYS if include_revoked else _HAS_KEYS).first() is not None
 
 
 def _ping(conn: Connection) -> bool:
@@ -586,4 +587,7 @@ class SQLStore:
         return await self._read(_key_project, key_hash)
 
     async def has_active_keys(self) -> bool:
-        return await self._read(_has_keys)
+        return await self._read(_has_keys, False)
+
+    async def ever_had_keys(self) -> bool:
+        return await self._read(_has_keys, True)
