@@ -58,6 +58,16 @@ def _last_user_text(messages: list[dict[str, Any]]) -> str:
     return ""
 
 
+def _required_function(body: dict[str, Any]) -> str | None:
+    """The function a request's ``tool_choice`` requires a call to, if it requires one."""
+    choice, tools = body.get("tool_choice"), body.get("tools") or []
+    if choice == "required" and tools:
+        return str(tools[0]["function"]["name"])
+    if isinstance(choice, dict) and choice.get("type") == "function":
+        return str(choice["function"]["name"])
+    return None
+
+
 class FakeChatUpstream:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
@@ -101,7 +111,10 @@ class FakeChatUpstream:
         if reply.status != 200 or reply.body is not None:
             return Response(reply.body or b"", status_code=reply.status, media_type=reply.content_type)
         if reply.text is None and not reply.tool_calls:
-            reply.text = "echo: " + _last_user_text(body["messages"])
+            if (required := _required_function(body)) is not None:
+                reply.tool_calls = [(required, "{}")]  # a well-behaved upstream keeps tool_choice
+            else:
+                reply.text = "echo: " + _last_user_text(body["messages"])
         if body.get("stream"):
             return StreamingResponse(self._stream(body, reply), media_type="text/event-stream")
         return Response(orjson.dumps(self._completion(body, reply)), media_type="application/json")
