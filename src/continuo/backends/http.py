@@ -157,10 +157,9 @@ def refusal(provider: str, response: aiohttp.ClientResponse, body: bytes) -> Ups
         return UpstreamError(
             f"{message} (the provider refused this server's credentials for it; your API key is fine)",
             status=502,
-            code="upstream_auth_failed",
         )
     if status == 402:
-        return UpstreamError(message, status=502, code="upstream_error")
+        return UpstreamError(message, status=502)
     if status == 429:
         return UpstreamError(
             f"{message} (the provider is rate-limiting this server; retry later)",

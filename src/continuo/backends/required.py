@@ -62,15 +62,13 @@ class RequiredCall:
         if not names:
             raise UpstreamError(
                 f"provider '{self.provider}' answered without the function call that tool_choice requires "
-                "(the upstream ignored tool_choice)",
-                code="tool_choice_ignored",
+                "(the upstream ignored tool_choice)"
             )
         if self.name is not None and any(name != self.name for name in names.values()):
             called = ", ".join(sorted(set(names.values())))
             raise UpstreamError(
                 f"provider '{self.provider}' called {called} although tool_choice requires {self.name} "
-                "(the upstream ignored tool_choice)",
-                code="tool_choice_ignored",
+                "(the upstream ignored tool_choice)"
             )
 
     async def aclose(self) -> None:
