@@ -163,6 +163,8 @@ def to_tool_choice(choice: Any) -> Any:
         return choice
     if isinstance(choice, dict) and choice.get("type") == "function":
         return {"type": "function", "function": {"name": choice["name"]}}
+    if isinstance(choice, dict) and choice.get("type") == "allowed_tools" and choice.get("mode") == "required":
+        return "required"
     return "auto"
 
 
