@@ -286,6 +286,7 @@ def test_request_fields_are_passed_by_their_responses_names(client, rupstream):
         "required": ["x"],
         "additionalProperties": False,
     }
+    rupstream.script(Reply(tool_calls=[("a", "{}")]))
     client.responses.create(
         model="big",
         input="hi",
@@ -346,7 +347,8 @@ def test_upstream_key_goes_upstream_only(client, rserver, rupstream):
     assert "sk-client" not in json.dumps(rupstream.headers)
     rupstream.script(Reply(status=401, body=error_body("Incorrect API key provided.", code="invalid_api_key")))
     failed = httpx.post(f"{rserver.url}/v1/responses", json={"model": "big", "input": "x"})
-    assert failed.status_code == 401
+    # The provider refused Continuo's key, not the client's: never a 401 to the client.
+    assert failed.status_code == 502 and "'resp'" in failed.json()["error"]["message"]
     for text in (answer.text, failed.text):
         assert SECRET not in text
 

@@ -68,6 +68,9 @@ class SecurityConfig:
     allow_private_urls: bool = False
     fetch_max_bytes: int = 20 * 1024 * 1024
     fetch_timeout: float = 10.0
+    # A server whose keys were all revoked stays closed unless this is true; then it is
+    # open again while no key is active (as before the first key was created).
+    reopen_without_active_keys: bool = False
 
 
 @dataclass(slots=True)
@@ -94,6 +97,8 @@ class ProviderConfig:
     # Download http(s) images and files in the input and send them inline, for upstreams
     # that cannot fetch URLs themselves.
     fetch_remote_content: bool = False
+    # The largest non-streamed body, and the longest stream line, taken from the upstream.
+    max_response_bytes: int = 16 * 1024 * 1024
     model_path: str | None = None
     n_threads: int = 1
     n_ctx: int = 4096

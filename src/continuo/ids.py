@@ -19,3 +19,16 @@ ITEM_PREFIX = {
 
 def new_item_id(item_type: str) -> str:
     return new_id(ITEM_PREFIX.get(item_type, "item"))
+
+
+# The longest ids the schema holds (``responses.id`` and ``items.item_id``), on every
+# database alike.
+RESPONSE_ID_MAX = 64
+ITEM_ID_MAX = 128
+
+
+def well_formed(value: str, max_length: int = RESPONSE_ID_MAX) -> bool:
+    """Whether ``value`` could be a stored id: not empty, not longer than the column, and
+    free of control characters (PostgreSQL refuses NUL in text). An id that is not well
+    formed cannot exist, so looking it up answers "not found" without asking the database."""
+    return 0 < len(value) <= max_length and not any(ord(c) < 32 or 127 <= ord(c) < 160 for c in value)

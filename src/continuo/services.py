@@ -50,7 +50,9 @@ class Services:
         background = BackgroundRunner(store, driver, notifier, config.background)
         await background.start()
         service = ResponsesService(store, driver, notifier, background, max_input_items=config.limits.max_input_items)
-        keyring = KeyRing(store, config.keys)
+        keyring = KeyRing(
+            store, config.keys, reopen_without_active_keys=config.security.reopen_without_active_keys
+        )
         if not await keyring.required():
             log.warning("no API key is configured: the server is open to anyone who can reach it")
         counts: LimitCounts = store if config.limits.redis_url is None else RedisLimitCounts(config.limits.redis_url)

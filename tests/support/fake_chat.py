@@ -18,6 +18,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from tests.support.faults import Fault
+
 
 @dataclass
 class Reply:
@@ -38,6 +40,8 @@ class Reply:
     status: int = 200
     body: bytes | None = None
     content_type: str = "application/json"
+    # A misbehaving answer instead (see tests/support/faults.py).
+    fault: Fault | None = None
     prompt_tokens: int = 11
     cached_tokens: int = 0
     reasoning_tokens: int = 0
@@ -52,6 +56,16 @@ def _last_user_text(messages: list[dict[str, Any]]) -> str:
                 return content
             return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
     return ""
+
+
+def _required_function(body: dict[str, Any]) -> str | None:
+    """The function a request's ``tool_choice`` requires a call to, if it requires one."""
+    choice, tools = body.get("tool_choice"), body.get("tools") or []
+    if choice == "required" and tools:
+        return str(tools[0]["function"]["name"])
+    if isinstance(choice, dict) and choice.get("type") == "function":
+        return str(choice["function"]["name"])
+    return None
 
 
 class FakeChatUpstream:
@@ -93,10 +107,15 @@ class FakeChatUpstream:
         reply = self.replies.popleft() if self.replies else Reply()
         if reply.wait:
             await asyncio.sleep(reply.wait)
+        if reply.fault is not None:
+            return reply.fault.response(bool(body.get("stream")))
         if reply.status != 200 or reply.body is not None:
             return Response(reply.body or b"", status_code=reply.status, media_type=reply.content_type)
         if reply.text is None and not reply.tool_calls:
-            reply.text = "echo: " + _last_user_text(body["messages"])
+            if (required := _required_function(body)) is not None:
+                reply.tool_calls = [(required, "{}")]  # a well-behaved upstream keeps tool_choice
+            else:
+                reply.text = "echo: " + _last_user_text(body["messages"])
         if body.get("stream"):
             return StreamingResponse(self._stream(body, reply), media_type="text/event-stream")
         return Response(orjson.dumps(self._completion(body, reply)), media_type="application/json")

@@ -22,6 +22,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from tests.support.faults import Fault
+
 UPSTREAM_MARKER = "_up_"  # in every id this server makes up
 FIRST_SEQUENCE = 100
 
@@ -51,6 +53,8 @@ class Reply:
     status: int = 200
     body: bytes | None = None
     content_type: str = "application/json"
+    # A misbehaving answer instead (see tests/support/faults.py).
+    fault: Fault | None = None
     input_tokens: int = 17
     cached_tokens: int = 3
     reasoning_tokens: int = 5
@@ -130,6 +134,8 @@ class FakeResponsesUpstream:
         reply = self.replies.popleft() if self.replies else Reply()
         if reply.wait:
             await asyncio.sleep(reply.wait)
+        if reply.fault is not None:
+            return reply.fault.response(bool(body.get("stream")))
         if reply.status != 200 or reply.body is not None:
             return Response(reply.body or b"", status_code=reply.status, media_type=reply.content_type)
         if reply.text is None and not reply.tool_calls:

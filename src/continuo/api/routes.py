@@ -93,15 +93,27 @@ async def create_response(request: Request) -> Response:
 
 
 def _starting_after(request: Request) -> int | None:
+    sequence_max = 2**31 - 1  # the events column holds 32 bits on PostgreSQL
     raw = request.query_params.get("starting_after")
     if raw is None:
         return None
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise InvalidRequest(
-            f"Invalid 'starting_after': expected an integer, got '{raw}'.", param="starting_after", code="invalid_type"
+            f"Invalid 'starting_after': expected an integer, got '{raw[:40]}'.",
+            param="starting_after",
+            code="invalid_type",
         ) from None
+    # Checked before any header is sent: past the column's range the database would fail
+    # mid-stream.
+    if not 0 <= value <= sequence_max:
+        raise InvalidRequest(
+            f"Invalid 'starting_after': expected a value between 0 and {sequence_max}, got {raw[:40]}.",
+            param="starting_after",
+            code="invalid_value",
+        )
+    return value
 
 
 async def get_response(request: Request) -> Response:

@@ -39,7 +39,23 @@ async def sse_events(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str | Non
         yield name, "\n".join(data)
 
 
-async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[str]:
+# The longest line an upstream may send. A Responses upstream's final event carries the
+# whole response on one line, so this is generous; past it the upstream is misbehaving.
+MAX_LINE_BYTES = 16 * 1024 * 1024
+
+
+class MalformedStream(Exception):
+    """The bytes of a stream are not Server-Sent Events (bad UTF-8, a line too long)."""
+
+
+def _decode(line: bytes) -> str:
+    try:
+        return line.rstrip(b"\r").decode()
+    except UnicodeDecodeError:
+        raise MalformedStream("sent a stream that is not valid UTF-8") from None
+
+
+async def _lines(response: aiohttp.ClientResponse, limit: int = MAX_LINE_BYTES) -> AsyncIterator[str]:
     # Split by hand: aiohttp's own line reader refuses lines over its buffer size, and a
     # Responses upstream's final event carries the whole response on one line.
     pending = b""
@@ -47,9 +63,13 @@ async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[str]:
         pending += chunk
         *lines, pending = pending.split(b"\n")
         for line in lines:
-            yield line.rstrip(b"\r").decode()
+            if len(line) > limit:
+                raise MalformedStream(f"sent a stream line over {limit} bytes")
+            yield _decode(line)
+        if len(pending) > limit:
+            raise MalformedStream(f"sent a stream line over {limit} bytes")
     if pending:
-        yield pending.rstrip(b"\r").decode()
+        yield _decode(pending)
 
 
 class SSEStream:
@@ -57,19 +77,26 @@ class SSEStream:
     become an ``UpstreamError`` naming the provider, and the connection is closed on every
     way out before the end (so an upstream still streaming sees the disconnect)."""
 
-    def __init__(self, provider: str, response: aiohttp.ClientResponse) -> None:
+    def __init__(self, provider: str, response: aiohttp.ClientResponse, line_limit: int = MAX_LINE_BYTES) -> None:
         self.provider = provider
         self.response = response
+        self.line_limit = line_limit
 
-    async def events(self) -> AsyncIterator[tuple[str | None, Any]]:
+    async def events(self) -> AsyncIterator[tuple[str | None, dict[str, Any]]]:
+        """Each event's data as a JSON object; anything else is an ``UpstreamError``."""
         try:
-            async for name, data in sse_events(_lines(self.response)):
+            async for name, data in sse_events(_lines(self.response, self.line_limit)):
                 if data == "[DONE]":
                     return
                 try:
-                    yield name, orjson.loads(data)
+                    parsed = orjson.loads(data)
                 except orjson.JSONDecodeError:
                     raise UpstreamError(f"provider '{self.provider}' sent a malformed stream event") from None
+                if not isinstance(parsed, dict):
+                    raise UpstreamError(f"provider '{self.provider}' sent a stream event that is not a JSON object")
+                yield name, parsed
+        except MalformedStream as exc:
+            raise UpstreamError(f"provider '{self.provider}' {exc}") from None
         except TimeoutError:
             raise UpstreamError(f"provider '{self.provider}' timed out", status=504) from None
         except aiohttp.ClientError as exc:
@@ -116,6 +143,53 @@ def _error_message(provider: str, response: aiohttp.ClientResponse, body: bytes)
     if isinstance(parsed, dict) and isinstance(parsed.get("message"), str):
         return f"provider '{provider}' answered {status}: {parsed['message']}"
     return f"provider '{provider}' answered {status}"
+
+
+def refusal(provider: str, response: aiohttp.ClientResponse, body: bytes) -> UpstreamError:
+    """An upstream's error status as Continuo answers it.
+
+    The provider's own 401/403 (Continuo's key for it is wrong) and 402 (its bill) are a
+    502: a client that saw 401 would think its own key was refused. The provider's 429 stays
+    a 429, so clients back off and retry as they would for OpenAI, but with the code
+    ``upstream_rate_limited`` and a message that names the provider. A 408 is a timeout
+    (504); other 4xx are about the request and keep their status; 5xx become 502.
+    """
+    status = response.status
+    message = _error_message(provider, response, body)
+    if status in (401, 403):
+        return UpstreamError(
+            f"{message} (the provider refused this server's credentials for it; your API key is fine)",
+            status=502,
+        )
+    if status == 402:
+        return UpstreamError(message, status=502)
+    if status == 429:
+        return UpstreamError(
+            f"{message} (the provider is rate-limiting this server; retry later)",
+            status=429,
+            code="upstream_rate_limited",
+        )
+    if status == 408:
+        return UpstreamError(message, status=504)
+    return UpstreamError(message, status=status if status < 500 else 502)
+
+
+def error_in_body(provider: str, body: dict[str, Any]) -> UpstreamError | None:
+    """An ``{"error": ...}`` that came with a 200 (whole body or one stream chunk)."""
+    error = body.get("error")
+    if error is None or error is False or error == {}:
+        return None
+    return UpstreamError(f"provider '{provider}' failed: {error_text(error, 'it answered with an error')}")
+
+
+def error_text(error: Any, fallback: str) -> str:
+    if isinstance(error, dict):
+        message = error.get("message")
+        if isinstance(message, str) and message:
+            return message
+    if isinstance(error, str) and error:
+        return error
+    return fallback
 
 
 class HTTPProvider:
@@ -177,19 +251,29 @@ class HTTPProvider:
                 raw = b""
             finally:
                 response.close()
-            status = response.status if response.status < 500 else 502
-            raise UpstreamError(_error_message(self.name, response, raw), status=status)
+            raise refusal(self.name, response, raw)
         return response
 
     async def read_json(self, response: aiohttp.ClientResponse) -> dict[str, Any]:
+        limit = self.config.max_response_bytes
         try:
-            body = await response.read()
+            chunks, size = [], 0
+            async for chunk in response.content.iter_any():
+                size += len(chunk)
+                if size > limit:
+                    raise UpstreamError(f"provider '{self.name}' answered with a body over {limit} bytes")
+                chunks.append(chunk)
+            body = b"".join(chunks)
         except TimeoutError:
+            response.close()
             raise UpstreamError(f"provider '{self.name}' timed out", status=504) from None
         except aiohttp.ClientError as exc:
+            response.close()
             raise UpstreamError(f"provider '{self.name}' broke off: {type(exc).__name__}") from None
-        finally:
-            response.release()
+        except BaseException:
+            response.close()
+            raise
+        response.release()
         try:
             parsed = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -198,6 +282,8 @@ class HTTPProvider:
             raise UpstreamError(f"provider '{self.name}' answered with a body that is not JSON") from None
         if not isinstance(parsed, dict):
             raise UpstreamError(f"provider '{self.name}' answered with JSON that is not an object")
+        if (error := error_in_body(self.name, parsed)) is not None:
+            raise error
         return parsed
 
     async def aclose(self) -> None:

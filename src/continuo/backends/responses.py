@@ -25,33 +25,25 @@ from typing import Any
 
 from continuo.backends.base import (
     Delta,
+    DeltaStream,
     Finish,
     ModelRequest,
     ReasoningDelta,
     TextDelta,
     ToolCallDelta,
     UpstreamError,
-    Usage,
 )
-from continuo.backends.http import DeltaList, HTTPProvider, SSEStream
+from continuo.backends.chat_format import PARAMS as CHAT_PARAMS
+from continuo.backends.chat_format import Malformed, parse_usage
+from continuo.backends.http import DeltaList, HTTPProvider, SSEStream, error_text
+from continuo.backends.required import enforce
 from continuo.backends.tools import flatten
 
-# ModelRequest.params sent under the same name. seed, stop, top_k and repetition_penalty
-# are not Responses fields but are only present when a client sent them; an upstream
-# that rejects one is configured with drop_params.
-PARAMS = (
-    "temperature",
-    "top_p",
-    "max_output_tokens",
-    "user",
-    "prompt_cache_key",
-    "seed",
-    "stop",
-    "top_k",
-    "repetition_penalty",
-    "presence_penalty",
-    "frequency_penalty",
-)
+# ModelRequest.params sent under the same name: the shared table's names, except
+# reasoning_effort (sent as ``reasoning.effort``). seed, stop, top_k and
+# repetition_penalty are not Responses fields but are only present when a client sent
+# them; an upstream that rejects one is configured with drop_params.
+PARAMS = tuple(name for name in CHAT_PARAMS if name != "reasoning_effort")
 
 # OpenAI's event names first; Open Responses calls raw reasoning ``response.reasoning.delta``.
 REASONING_TEXT_EVENTS = ("response.reasoning_text.delta", "response.reasoning.delta")
@@ -125,17 +117,6 @@ def build_payload(request: ModelRequest, drop_params: Iterable[str] = ()) -> dic
 # -- the answer --------------------------------------------------------------------------
 
 
-def _usage(raw: dict[str, Any]) -> Usage:
-    details_in = raw.get("input_tokens_details") or {}
-    details_out = raw.get("output_tokens_details") or {}
-    return Usage(
-        input_tokens=raw.get("input_tokens") or 0,
-        output_tokens=raw.get("output_tokens") or 0,
-        cached_tokens=details_in.get("cached_tokens") or 0,
-        reasoning_tokens=details_out.get("reasoning_tokens") or 0,
-    )
-
-
 def _texts(parts: Any, *kinds: str) -> list[str]:
     out = []
     for part in parts or ():
@@ -162,11 +143,15 @@ def item_deltas(item: dict[str, Any]) -> list[Delta]:
 
 
 def _error_text(error: Any, fallback: str) -> str:
-    if isinstance(error, dict) and isinstance(error.get("message"), str):
-        return str(error["message"])
-    if isinstance(error, str):
-        return error
-    return fallback
+    return error_text(error, fallback)
+
+
+def _object(value: Any, what: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise Malformed(f"{what} is not an object")
+    return value
 
 
 class Translator:
@@ -203,7 +188,7 @@ class Translator:
         if kind == "response.reasoning_summary_text.delta":
             return self._reasoning(index, "summary", delta, event.get("summary_index", 0))
         if kind == "response.output_item.added":
-            item = event.get("item") or {}
+            item = _object(event.get("item"), "item")
             return self._call(index, item) if item.get("type") == "function_call" else []
         if kind == "response.function_call_arguments.delta":
             if not isinstance(delta, str) or not delta:
@@ -214,12 +199,12 @@ class Translator:
         if kind == "response.function_call_arguments.done":
             return self._call(index, {"arguments": event.get("arguments")})
         if kind == "response.output_item.done":
-            return self._item_done(index, event.get("item") or {})
+            return self._item_done(index, _object(event.get("item"), "item"))
         if kind in TERMINAL_EVENTS:
             self.done = True
-            return self.final(event.get("response") or {})
+            return self.final(_object(event.get("response"), "response"))
         if kind == "response.failed":
-            response = event.get("response") or {}
+            response = _object(event.get("response"), "response")
             raise self.failed(_error_text(response.get("error"), "the response failed"))
         if kind == "error":
             raise self.failed(_error_text(event.get("error") or event, "error event"))
@@ -247,13 +232,18 @@ class Translator:
         arguments of one whose pieces came out of order or not at all."""
         name = item.get("name") or None
         arguments = item.get("arguments") or ""
+        call_id = item.get("call_id")
+        if not isinstance(name, (str, type(None))) or not isinstance(arguments, str):
+            raise Malformed("a function call's name or arguments is not a string")
+        if not isinstance(call_id, (str, type(None))):
+            raise Malformed("a function call's call_id is not a string")
         if index not in self._calls:
             self._calls.add(index)
             if name:
                 self._named.add(index)
             if arguments:
                 self._arguments.add(index)
-            return [ToolCallDelta(index, item.get("call_id"), name, arguments)]
+            return [ToolCallDelta(index, call_id, name, arguments)]
         out: list[Delta] = []
         if name and index not in self._named:
             self._named.add(index)
@@ -276,39 +266,46 @@ class Translator:
         if response.get("status") == "failed":
             raise self.failed(_error_text(response.get("error"), "the response failed"))
         deltas: list[Delta] = []
-        for index, item in enumerate(response.get("output") or ()):
-            if isinstance(item, dict):
-                deltas.extend(self._item_done(index, item))
-        if isinstance(usage := response.get("usage"), dict):
-            deltas.append(_usage(usage))
+        output = response.get("output")
+        if output is not None and not isinstance(output, list):
+            raise Malformed("output is not an array")
+        for index, item in enumerate(output or ()):
+            deltas.extend(self._item_done(index, _object(item, "output[]")))
+        if response.get("usage"):
+            deltas.append(parse_usage(response["usage"]))
         deltas.append(Finish(self._finish_reason(response)))
         return deltas
 
     def _finish_reason(self, response: dict[str, Any]) -> str:
         if response.get("status") == "incomplete":
-            reason = (response.get("incomplete_details") or {}).get("reason")
+            reason = _object(response.get("incomplete_details"), "incomplete_details").get("reason")
             return "content_filter" if reason == "content_filter" else "length"
         return "tool_calls" if self._calls else "stop"
 
 
 def response_deltas(provider: str, body: dict[str, Any]) -> list[Delta]:
     """The deltas of a whole (non-streamed) Response object."""
-    if body.get("error") and not body.get("output"):
+    if body.get("error"):
         raise UpstreamError(f"provider '{provider}' failed: {_error_text(body['error'], 'unknown error')}")
     if not isinstance(body.get("output"), list):
         raise UpstreamError(f"provider '{provider}' answered with JSON that is not a Response")
-    return Translator(provider).final(body)
+    try:
+        return Translator(provider).final(body)
+    except Malformed as exc:
+        raise UpstreamError(f"provider '{provider}' answered with a malformed Response: {exc}") from None
 
 
 class _EventStream(SSEStream):
     async def __aiter__(self) -> AsyncIterator[Delta]:
         translator = Translator(self.provider)
         async for name, event in self.events():
-            if not isinstance(event, dict):
-                raise UpstreamError(f"provider '{self.provider}' sent a malformed stream event")
             if name and "type" not in event:
                 event["type"] = name
-            for delta in translator.feed(event):
+            try:
+                deltas = translator.feed(event)
+            except Malformed as exc:
+                raise UpstreamError(f"provider '{self.provider}' sent a malformed stream event: {exc}") from None
+            for delta in deltas:
                 yield delta
             if translator.done:
                 return
@@ -319,11 +316,14 @@ class ResponsesBackend(HTTPProvider):
     def payload(self, request: ModelRequest) -> dict[str, Any]:
         return build_payload(request, self.config.drop_params)
 
-    async def open(self, request: ModelRequest) -> _EventStream | DeltaList:
+    async def open(self, request: ModelRequest) -> DeltaStream:
         response = await self.post("/responses", self.payload(request))
         content_type = response.headers.get("content-type", "")
+        stream: DeltaStream
         if request.stream and "json" not in content_type and "html" not in content_type:
-            return _EventStream(self.name, response)
-        # Not streamed, or an upstream that answered a stream with one JSON object (or a
-        # proxy's HTML page with a 200, which read_json turns into a 502).
-        return DeltaList(response_deltas(self.name, await self.read_json(response)))
+            stream = _EventStream(self.name, response, self.config.max_response_bytes)
+        else:
+            # Not streamed, or an upstream that answered a stream with one JSON object (or a
+            # proxy's HTML page with a 200, which read_json turns into a 502).
+            stream = DeltaList(response_deltas(self.name, await self.read_json(response)))
+        return enforce(self.name, request, stream)

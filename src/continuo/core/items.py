@@ -10,7 +10,7 @@ from typing import Any
 
 from continuo.core.validation import invalid_type, invalid_value, missing
 from continuo.errors import InvalidRequest
-from continuo.ids import new_item_id
+from continuo.ids import ITEM_ID_MAX, new_item_id, well_formed
 
 ROLES = ("user", "assistant", "system", "developer")
 ITEM_TYPES = (
@@ -22,6 +22,9 @@ ITEM_TYPES = (
     "custom_tool_call",
     "custom_tool_call_output",
 )
+# The only URLs an image or file may come by: others (file://, ftp://, ...) could make the
+# upstream, or Continuo itself, read what it should not.
+URL_SCHEMES = ("data:", "https://", "http://")
 INPUT_PARTS = ("input_text", "input_image", "input_file")
 ASSISTANT_PARTS = ("output_text", "refusal", "input_text")
 
@@ -63,8 +66,16 @@ def _normalize_item(raw: Any, where: str) -> dict[str, Any]:
         raise invalid_type(f"{where}.type", "a string", kind)
     if kind not in ITEM_TYPES:
         raise invalid_value(f"{where}.type", kind, ITEM_TYPES)
-    if "id" in item and item["id"] is not None and not isinstance(item["id"], str):
-        raise invalid_type(f"{where}.id", "a string", item["id"])
+    if "id" in item and item["id"] is not None:
+        if not isinstance(item["id"], str):
+            raise invalid_type(f"{where}.id", "a string", item["id"])
+        # A reference to an id that cannot exist is simply not found (see core.context).
+        if kind != "item_reference" and not well_formed(item["id"], ITEM_ID_MAX):
+            raise InvalidRequest(
+                f"Invalid '{where}.id': expected an id of 1 to {ITEM_ID_MAX} characters without control characters.",
+                param=f"{where}.id",
+                code="invalid_value",
+            )
     if kind == "message":
         _message(item, where)
     elif kind in ("function_call", "custom_tool_call"):
@@ -88,12 +99,25 @@ def _normalize_item(raw: Any, where: str) -> dict[str, Any]:
         summary = item.setdefault("summary", [])
         if not isinstance(summary, list):
             raise invalid_type(f"{where}.summary", "an array", summary)
+        for j, part in enumerate(summary):
+            _text_part(part, f"{where}.summary[{j}]")
         content = item.get("content")
         if content is not None and not isinstance(content, list):
             raise invalid_type(f"{where}.content", "an array", content)
+        for j, part in enumerate(content or ()):
+            _text_part(part, f"{where}.content[{j}]")
     elif kind == "item_reference":
         _require_str(item, "id", where)
     return item
+
+
+def _text_part(part: Any, where: str) -> None:
+    """A part of a reasoning item: ``{"type": "summary_text" | "reasoning_text", "text": ...}``."""
+    if not isinstance(part, dict):
+        raise invalid_type(where, "an object", part)
+    if part.get("type") is not None and not isinstance(part["type"], str):
+        raise invalid_type(f"{where}.type", "a string", part["type"])
+    _require_str(part, "text", where)
 
 
 def _require_str(item: dict[str, Any], key: str, where: str) -> None:
@@ -152,7 +176,7 @@ def _part(part: Any, where: str, allowed: tuple[str, ...]) -> dict[str, Any]:
             raise missing(f"{where}.image_url")
         if not isinstance(url, str):
             raise invalid_type(f"{where}.image_url", "a string", url)
-        if not url.startswith(("data:", "https://", "http://")):
+        if not url[:8].lower().startswith(URL_SCHEMES):
             raise InvalidRequest(
                 f"Invalid '{where}.image_url': expected a data URL or an http(s) URL.",
                 param=f"{where}.image_url",
@@ -160,6 +184,16 @@ def _part(part: Any, where: str, allowed: tuple[str, ...]) -> dict[str, Any]:
             )
         part.setdefault("detail", "auto")  # required in a stored item; OpenAI's default
     elif kind == "input_file":
+        for key in ("file_data", "file_url", "file_id", "filename"):
+            if part.get(key) is not None and not isinstance(part[key], str):
+                raise invalid_type(f"{where}.{key}", "a string", part[key])
         if not any(isinstance(part.get(k), str) for k in ("file_data", "file_url", "file_id")):
             raise missing(f"{where}.file_data")
+        url = part.get("file_url")
+        if url is not None and not url[:8].lower().startswith(URL_SCHEMES):
+            raise InvalidRequest(
+                f"Invalid '{where}.file_url': expected a data URL or an http(s) URL.",
+                param=f"{where}.file_url",
+                code="invalid_value",
+            )
     return part

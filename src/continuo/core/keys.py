@@ -3,6 +3,11 @@
 Only a SHA-256 of each key is kept (keys are long random strings, so a fast hash is
 enough). Look-ups are cached for half a second, so a revoked key stops working on a
 running server within a second, without a database read on every request.
+
+A server with no key at all is open. Once a key has been created it stays closed, even
+after every key was revoked: revoking the last key must not open it (and let the revoked
+key, or no key, in). Only the configuration opens it again
+(``[security] reopen_without_active_keys = true``).
 """
 
 from __future__ import annotations
@@ -28,8 +33,11 @@ def new_key() -> tuple[str, str]:
 
 
 class KeyRing:
-    def __init__(self, store: KeyStore, configured: list[KeyConfig]) -> None:
+    def __init__(
+        self, store: KeyStore, configured: list[KeyConfig], *, reopen_without_active_keys: bool = False
+    ) -> None:
         self.store = store
+        self.reopen_without_active_keys = reopen_without_active_keys
         self.configured: dict[str, str] = {}
         for key in configured:
             if key.hash is not None:
@@ -40,13 +48,17 @@ class KeyRing:
         self._required: tuple[bool, float] = (False, 0.0)
 
     async def required(self) -> bool:
-        """Whether any key exists: then every API request needs one."""
+        """Whether every API request needs a key: one is configured, or one was ever
+        created in the store (with ``reopen_without_active_keys``: one is active)."""
         if self.configured:
             return True
         value, until = self._required
         now = time.monotonic()
         if now >= until:
-            value = await self.store.has_active_keys()
+            if self.reopen_without_active_keys:
+                value = await self.store.has_active_keys()
+            else:
+                value = await self.store.ever_had_keys()
             self._required = (value, now + CACHE_SECONDS)
         return value
 

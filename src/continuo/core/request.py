@@ -54,6 +54,7 @@ class CreateRequest:
 def parse_create_request(body: Any, max_input_items: int = 4096) -> CreateRequest:
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    v.check_json(body)
     if body.get("conversation") is not None:
         raise InvalidRequest(
             "Conversations are not supported by this server yet.",
@@ -124,7 +125,7 @@ def _include(value: Any) -> list[str]:
 
 def _pass_through(body: dict[str, Any]) -> dict[str, Any]:
     extra: dict[str, Any] = {}
-    if (seed := v.opt_int(body, "seed")) is not None:
+    if (seed := v.opt_int(body, "seed", minimum=v.INT64_MIN, maximum=v.INT64_MAX)) is not None:
         extra["seed"] = seed
     stop = body.get("stop")
     if stop is not None:

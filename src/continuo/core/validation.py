@@ -68,7 +68,53 @@ def opt_bool(body: dict[str, Any], key: str, default: bool | None = None) -> boo
     return value
 
 
-def opt_int(body: dict[str, Any], key: str, *, minimum: int | None = None, maximum: int | None = None) -> int | None:
+# Integers a request may carry anywhere: what a signed 64-bit column (and orjson) holds.
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+# Token counts and other counters: what a 32-bit signed integer holds.
+INT32_MAX = 2**31 - 1
+# The deepest nesting a request may have. orjson reads 1,024 levels but writes only 254,
+# and a request's fields are stored and sent inside a few more levels (the response, its
+# event), so a much lower limit keeps every stored or forwarded value writable.
+MAX_DEPTH = 128
+
+
+def check_json(body: Any, max_depth: int = MAX_DEPTH) -> None:
+    """Refuse what could be read but not written again: nesting deeper than ``max_depth``
+    and integers outside 64 bits, wherever they are (unknown fields are kept and echoed).
+    The 400 names the top-level field."""
+    stack: list[tuple[Any, int, str | None]] = [(body, 0, None)]
+    while stack:
+        value, depth, field = stack.pop()
+        if isinstance(value, dict):
+            if depth >= max_depth:
+                raise _too_deep(field, max_depth)
+            for key, inner in value.items():
+                stack.append((inner, depth + 1, field if field is not None else key))
+        elif isinstance(value, list):
+            if depth >= max_depth:
+                raise _too_deep(field, max_depth)
+            stack.extend((inner, depth + 1, field) for inner in value)
+        elif isinstance(value, int) and not isinstance(value, bool) and not INT64_MIN <= value <= INT64_MAX:
+            raise InvalidRequest(
+                f"Invalid '{field}': an integer in it is outside the 64-bit range.",
+                param=field,
+                code="integer_out_of_range",
+            )
+
+
+def _too_deep(field: str | None, limit: int) -> InvalidRequest:
+    where = f"'{field}'" if field is not None else "the request body"
+    return InvalidRequest(
+        f"Invalid {where}: nested more than {limit} levels deep.",
+        param=field,
+        code="nesting_too_deep",
+    )
+
+
+def opt_int(
+    body: dict[str, Any], key: str, *, minimum: int | None = None, maximum: int | None = INT32_MAX
+) -> int | None:
     value = body.get(key)
     if value is None:
         return None

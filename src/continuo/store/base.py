@@ -137,3 +137,6 @@ class KeyStore(Protocol):
         """The project of an active key with this hash."""
 
     async def has_active_keys(self) -> bool: ...
+
+    async def ever_had_keys(self) -> bool:
+        """Whether a key was ever created, revoked ones included (they are never deleted)."""

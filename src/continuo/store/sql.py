@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from continuo.ids import ITEM_ID_MAX, well_formed
 from continuo.store.base import ClaimedRun, ExpiredRun, ItemPage, StoredEvent, StoredKey
 from continuo.store.engine import Database
 from continuo.store.ops import keys, limits, responses, runs
@@ -21,20 +22,31 @@ class SQLStore(Database):
         await self._write(responses.save, project, response, input_items)
 
     async def get_response(self, project: str, response_id: str) -> dict[str, Any] | None:
+        if not well_formed(response_id):
+            return None
         return await self._read(responses.get, project, response_id)
 
     async def delete_response(self, project: str, response_id: str) -> bool:
+        if not well_formed(response_id):
+            return False
         return await self._write(responses.delete_response, project, response_id)
 
     async def chain_items(self, project: str, response_id: str) -> list[dict[str, Any]] | None:
+        if not well_formed(response_id):
+            return None
         return await self._read(responses.chain, project, response_id, True)
 
     async def input_items(
         self, project: str, response_id: str, *, limit: int, ascending: bool, after: str | None
     ) -> ItemPage | None:
+        if not well_formed(response_id):
+            return None
         return await self._read(responses.input_items_page, project, response_id, limit, ascending, after)
 
     async def find_items(self, project: str, item_ids: list[str]) -> dict[str, dict[str, Any]]:
+        # Ids that cannot exist are not looked up: on PostgreSQL a NUL or an over-long
+        # value would be an error instead of "not found".
+        item_ids = [i for i in item_ids if well_formed(i, ITEM_ID_MAX)]
         if not item_ids:
             return {}
         return await self._read(responses.find, project, item_ids)
@@ -73,6 +85,8 @@ class SQLStore(Database):
         await self._write(runs.append_events, response_id, stored)
 
     async def events_after(self, project: str, response_id: str, after: int) -> list[StoredEvent]:
+        if not well_formed(response_id):
+            return []
         return await self._read(runs.events_after, project, response_id, after)
 
     async def next_sequence(self, response_id: str) -> int:
@@ -86,6 +100,8 @@ class SQLStore(Database):
         return await self._read(runs.cancel_requests, owner)
 
     async def request_cancel(self, project: str, response_id: str) -> None:
+        if not well_formed(response_id):
+            return
         await self._write(runs.request_cancel, project, response_id)
 
     async def expired_runs(self, now_us: int) -> list[ExpiredRun]:
@@ -106,7 +122,10 @@ class SQLStore(Database):
         return await self._read(keys.key_project, key_hash)
 
     async def has_active_keys(self) -> bool:
-        return await self._read(keys.has_keys)
+        return await self._read(keys.has_keys, False)
+
+    async def ever_had_keys(self) -> bool:
+        return await self._read(keys.has_keys, True)
 
     # -- shared limits ----------------------------------------------------------------
 

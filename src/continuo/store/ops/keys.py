@@ -10,6 +10,7 @@ from continuo.store.schema import api_keys, now_us
 
 KEY_PROJECT = select(api_keys.c.project).where(api_keys.c.hash == bindparam("hash"), api_keys.c.revoked_at_us.is_(None))
 HAS_KEYS = select(api_keys.c.id).where(api_keys.c.revoked_at_us.is_(None)).limit(1)
+HAD_KEYS = select(api_keys.c.id).limit(1)
 
 
 def create_key(conn: Connection, key_id: str, project: str, key_hash: str) -> None:
@@ -37,8 +38,8 @@ def key_project(conn: Connection, key_hash: str) -> str | None:
     return project
 
 
-def has_keys(conn: Connection) -> bool:
-    return conn.execute(HAS_KEYS).first() is not None
+def has_keys(conn: Connection, include_revoked: bool) -> bool:
+    return conn.execute(HAD_KEYS if include_revoked else HAS_KEYS).first() is not None
 
 
 def ping(conn: Connection) -> bool:
