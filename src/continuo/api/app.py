@@ -14,6 +14,7 @@ from continuo.api.routes import ROUTES
 from continuo.backends import create_backend
 from continuo.config import Config
 from continuo.core.background import BackgroundRunner
+from continuo.core.conversations import ConversationService
 from continuo.core.fetch import Fetcher
 from continuo.core.keys import KeyRing
 from continuo.core.limits import Limiter
@@ -45,6 +46,7 @@ def create_app(config: Config) -> Starlette:
             log.warning("no API key is configured: the server is open to anyone who can reach it")
         app.state.config = config
         app.state.service = service
+        app.state.conversations = ConversationService(store)
         app.state.keyring = keyring
         app.state.limiter = Limiter(config.limits)
         try:

@@ -30,7 +30,7 @@ def new_response(request: CreateRequest, response_id: str, created_at: int) -> d
         "status": "in_progress",
         "background": request.background,
         "completed_at": None,
-        "conversation": None,
+        "conversation": None if request.conversation is None else {"id": request.conversation},
         "error": None,
         "incomplete_details": None,
         "instructions": request.instructions,

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from continuo.backends.base import DeltaStream, ModelRequest, UpstreamError
+from continuo.core import conversations
 from continuo.core.builder import Event, ResponseBuilder
 from continuo.core.request import CreateRequest
 from continuo.errors import APIError, InvalidRequest, UpstreamFailure
@@ -95,15 +96,23 @@ class Run:
 
     async def _save(self) -> None:
         if self.request.store:
+            # Appends to the response's conversation and releases it, in one transaction.
             await self.store.save_response(self.project, self.response, self.request.input)
+        else:
+            # [conversations hook 3] store:false still appends to its conversation
+            await conversations.save_unstored(self.store, self.project, self.request, self.response)
 
     async def result(self) -> dict[str, Any]:
         """Run to the end and return the finished Response (non-streamed). A failure
         here is an HTTP error, and nothing is stored."""
-        error = await drive(self.builder, self.upstream, None)
-        if error is not None:
-            raise upstream_failure(error)
-        await self._save()
+        try:
+            error = await drive(self.builder, self.upstream, None)
+            if error is not None:
+                raise upstream_failure(error)
+            await self._save()
+        finally:
+            # [conversations hook 4] every way out lets the conversation go
+            await conversations.release(self.store, self.request, self.response["id"])
         return self.response
 
     def stream(self) -> AsyncIterator[Event]:
@@ -143,6 +152,8 @@ class Run:
         except Exception:
             log.exception("stream of %s failed", self.response["id"])
         finally:
+            # [conversations hook 5] every way out lets the conversation go
+            await conversations.release(self.store, self.request, self.response["id"])
             await queue.put(None)
 
     async def _consume(

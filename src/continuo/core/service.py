@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from continuo.backends.base import UpstreamError
+from continuo.core import conversations
 from continuo.core.background import BackgroundRunner
 from continuo.core.builder import TERMINAL, TERMINAL_STATUSES, Event, ResponseBuilder, new_response
 from continuo.core.context import build_context
@@ -52,22 +53,30 @@ class ResponsesService:
         that a run reports failures in the Response itself."""
         request = parse_create_request(body, self.max_input_items)
         route = self.router.resolve(request.model)
-        items = await build_context(self.store, project, request)
-        if request.background:
-            if not request.store:
-                raise InvalidRequest(
-                    "Background responses must be stored: 'background' requires 'store' to be true.",
-                    param="store",
-                    code="invalid_value",
-                )
-            return await self.background.enqueue(project, request, body)
-        if route.provider.fetch_remote_content and self.fetcher is not None:
-            items = await self.fetcher.inline(items)
-        response = new_response(request, new_id("resp"), int(time.time()))
+        response_id = new_id("resp")
+        # [conversations hook 1] hold the conversation before reading it (foreground only)
+        await conversations.acquire(self.store, project, request, response_id)
         try:
-            upstream = await route.backend.open(model_request(request, route.upstream_model, items))
-        except UpstreamError as exc:
-            raise upstream_failure(exc) from None
+            items = await build_context(self.store, project, request)
+            if request.background:
+                if not request.store:
+                    raise InvalidRequest(
+                        "Background responses must be stored: 'background' requires 'store' to be true.",
+                        param="store",
+                        code="invalid_value",
+                    )
+                return await self.background.enqueue(project, request, body)
+            if route.provider.fetch_remote_content and self.fetcher is not None:
+                items = await self.fetcher.inline(items)
+            response = new_response(request, response_id, int(time.time()))
+            try:
+                upstream = await route.backend.open(model_request(request, route.upstream_model, items))
+            except UpstreamError as exc:
+                raise upstream_failure(exc) from None
+        except BaseException:
+            # [conversations hook 2] no run will end this response: let the conversation go
+            await conversations.release(self.store, request, response_id)
+            raise
         builder = ResponseBuilder(response, emit=request.stream)
         return Run(self.store, project, request, builder, upstream, self.tasks)
 
