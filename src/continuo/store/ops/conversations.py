@@ -27,13 +27,13 @@ LAST = 2**62
 INSERT_CONVERSATION = sql_insert(conversations)
 INSERT_ITEMS = sql_insert(conversation_items)
 GET = select(conversations.c.id, conversations.c.created_at_us, conversations.c.metadata).where(
-    conversations.c.id == bindparam("cid"), conversations.c.project == bindparam("project")
+    conversations.c.id == bindparam("cid"), conversations.c.project == bindparam("proj")
 )
 # Hand out ``n`` positions and, in the same statement, release the lock when ``release``
 # holds it. Returns the new ``next_position``: the positions are the ``n`` before it.
 RESERVE = (
     update(conversations)
-    .where(conversations.c.id == bindparam("cid"), conversations.c.project == bindparam("project"))
+    .where(conversations.c.id == bindparam("cid"), conversations.c.project == bindparam("proj"))
     .values(
         next_position=conversations.c.next_position + bindparam("n"),
         active_response_id=case(
@@ -54,7 +54,7 @@ ACQUIRE = (
     update(conversations)
     .where(
         conversations.c.id == bindparam("cid"),
-        conversations.c.project == bindparam("project"),
+        conversations.c.project == bindparam("proj"),
         or_(
             conversations.c.active_response_id.is_(None),
             conversations.c.active_until_us < bindparam("now"),
@@ -130,12 +130,12 @@ def conversation_object(cid: str, created_at_us: int, metadata: str) -> dict[str
 
 
 def _exists(conn: Connection, project: str, cid: str) -> bool:
-    return conn.execute(GET, {"cid": cid, "project": project}).first() is not None
+    return conn.execute(GET, {"cid": cid, "proj": project}).first() is not None
 
 
 def _reserve(conn: Connection, project: str, cid: str, n: int, release: str | None) -> int | None:
     """The first of ``n`` new positions (None: no such conversation)."""
-    end = conn.execute(RESERVE, {"cid": cid, "project": project, "n": n, "release": release}).scalar()
+    end = conn.execute(RESERVE, {"cid": cid, "proj": project, "n": n, "release": release}).scalar()
     return None if end is None else int(end) - n
 
 
@@ -169,7 +169,7 @@ def create(
 
 
 def get(conn: Connection, project: str, cid: str) -> dict[str, Any] | None:
-    row = conn.execute(GET, {"cid": cid, "project": project}).first()
+    row = conn.execute(GET, {"cid": cid, "proj": project}).first()
     return None if row is None else conversation_object(*row)
 
 
@@ -257,7 +257,7 @@ def delete_item(conn: Connection, project: str, cid: str, item_id: str) -> tuple
 def acquire(conn: Connection, project: str, cid: str, response_id: str, until_us: int | None) -> str:
     """Take the conversation for ``response_id``: "ok", "locked" or "missing". With
     ``until_us`` None the lock lasts while that response is queued or in progress."""
-    params = {"cid": cid, "project": project, "now": now_us(), "response_id": response_id, "until": until_us}
+    params = {"cid": cid, "proj": project, "now": now_us(), "response_id": response_id, "until": until_us}
     if conn.execute(ACQUIRE, params).rowcount:
         return "ok"
     return "locked" if _exists(conn, project, cid) else "missing"
