@@ -159,13 +159,13 @@ def test_another_project_gets_the_same_404_as_an_unknown_id(conv_server, alpha):
     with sdk(conv_server, BETA) as beta:
         for cid in (conversation.id, "conv_unknown"):
             calls = [
-                lambda: beta.conversations.retrieve(cid),
-                lambda: beta.conversations.update(cid, metadata={"a": "b"}),
-                lambda: beta.conversations.items.list(cid),
-                lambda: beta.conversations.items.create(cid, items=[user("x")]),
-                lambda: beta.conversations.items.retrieve(item.id, conversation_id=cid),
-                lambda: beta.conversations.items.delete(item.id, conversation_id=cid),
-                lambda: beta.conversations.delete(cid),
+                lambda cid=cid: beta.conversations.retrieve(cid),
+                lambda cid=cid: beta.conversations.update(cid, metadata={"a": "b"}),
+                lambda cid=cid: beta.conversations.items.list(cid),
+                lambda cid=cid: beta.conversations.items.create(cid, items=[user("x")]),
+                lambda cid=cid: beta.conversations.items.retrieve(item.id, conversation_id=cid),
+                lambda cid=cid: beta.conversations.items.delete(item.id, conversation_id=cid),
+                lambda cid=cid: beta.conversations.delete(cid),
             ]
             for call in calls:
                 with pytest.raises(openai.NotFoundError) as error:

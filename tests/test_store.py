@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event, text
 
-from continuo.store.base import StoredEvent
+from continuo.store.base import ExpiredRun, StoredEvent
 from continuo.store.sql import SQLStore
 
 
@@ -22,6 +22,7 @@ async def store(request, tmp_path) -> AsyncIterator[SQLStore]:
         url = request.getfixturevalue("pg_url")
     instance = SQLStore(url)
     await instance.open()
+
     def empty(conn) -> None:
         for table in ("events", "items", "responses"):
             conn.execute(text(f"DELETE FROM {table}"))
@@ -114,44 +115,57 @@ async def background(store, response_id: str, project: str = "p") -> None:
     )
 
 
+def begin(response: dict, first: int) -> list[StoredEvent]:
+    """What core's claim does: the status change and its event."""
+    response["status"] = "in_progress"
+    return [StoredEvent(first, "response.in_progress", b"{}")]
+
+
 async def test_queue_is_claimed_in_order_and_once(store):
     for i in range(12):
         await background(store, f"resp_q{i}")
-    claims = await asyncio.gather(*(store.claim_queued(f"owner{i % 3}", 10**15) for i in range(20)))
+    claims = await asyncio.gather(*(store.claim_queued(f"owner{i % 3}", 10**15, begin) for i in range(20)))
     claimed = [c.response["id"] for c in claims if c is not None]
     assert sorted(claimed) == sorted(f"resp_q{i}" for i in range(12))
     assert len(claimed) == len(set(claimed))
     first = next(c for c in claims if c is not None)
     assert first.request == {"model": "m", "input": "go"}
     assert texts(first.context) == ["go"]
-    assert first.next_sequence == 2
+    assert first.next_sequence == 3
 
 
 async def test_claim_order(store):
     for name in ("resp_first", "resp_second", "resp_third"):
         await background(store, name)
-    order = [(await store.claim_queued("me", 10**15)).response["id"] for _ in range(3)]
+    order = [(await store.claim_queued("me", 10**15, begin)).response["id"] for _ in range(3)]
     assert order == ["resp_first", "resp_second", "resp_third"]
-    assert await store.claim_queued("me", 10**15) is None
+    assert await store.claim_queued("me", 10**15, begin) is None
 
 
 async def test_run_progress_events_and_finish(store):
     await background(store, "resp_run")
-    claim = await store.claim_queued("me", 10**15)
-    running = claim.response | {"status": "in_progress"}
+    claim = await store.claim_queued("me", 10**15, begin)
+    # The claim's status change is stored with it: object and status column agree at once.
+    claimed = await store.get_response("p", "resp_run")
+    assert claimed["status"] == "in_progress"
+    assert await store._read(
+        lambda c: c.execute(text("SELECT status FROM responses WHERE id = 'resp_run'")).scalar()
+    ) == ("in_progress")
+    assert [e.type for e in await store.events_after("p", "resp_run", -1)][-1] == "response.in_progress"
+    running = claim.response
     running["output"] = [
         {"id": "rs_1", "type": "reasoning", "status": "completed"},
         {"id": "msg_x", "type": "message", "status": "in_progress"},
     ]
-    await store.update_run("resp_run", running, [StoredEvent(2, "response.in_progress", b"{}")])
-    await store.append_events("resp_run", [StoredEvent(3, "response.output_text.delta", b"{}")])
+    await store.update_run("resp_run", running, [StoredEvent(3, "response.output_item.done", b"{}")])
+    await store.append_events("resp_run", [StoredEvent(4, "response.output_text.delta", b"{}")])
     now = await store.get_response("p", "resp_run")
     assert now["status"] == "in_progress" and [i["id"] for i in now["output"]] == ["rs_1"]
-    assert [e.sequence_number for e in await store.events_after("p", "resp_run", 0)] == [1, 2, 3]
+    assert [e.sequence_number for e in await store.events_after("p", "resp_run", 0)] == [1, 2, 3, 4]
     assert await store.events_after("other", "resp_run", -1) == []
-    assert await store.next_sequence("resp_run") == 4
+    assert await store.next_sequence("resp_run") == 5
     done = running | {"status": "completed", "output": [running["output"][0], {"id": "msg_x", "status": "completed"}]}
-    assert await store.finish_run("resp_run", done, [StoredEvent(4, "response.completed", b"{}")]) is True
+    assert await store.finish_run("resp_run", done, [StoredEvent(5, "response.completed", b"{}")]) is True
     assert await store.finish_run("resp_run", done, []) is False
     final = await store.get_response("p", "resp_run")
     assert final["status"] == "completed" and len(final["output"]) == 2
@@ -159,20 +173,26 @@ async def test_run_progress_events_and_finish(store):
 
 async def test_leases_cancel_requests_and_expiry(store):
     await background(store, "resp_lease")
-    await store.claim_queued("owner-a", 1000)
+    await store.claim_queued("owner-a", 1000, begin)
     assert await store.expired_runs(999) == []
-    assert await store.expired_runs(1001) == [("p", "resp_lease")]
-    await store.renew_leases("owner-a", 5000)
+    assert await store.expired_runs(1001) == [ExpiredRun("p", "resp_lease", False)]
+    await store.renew_leases("owner-a", ["resp_other"], 5000)  # only the runs it still holds
+    assert await store.expired_runs(1001) == [ExpiredRun("p", "resp_lease", False)]
+    await store.renew_leases("owner-b", ["resp_lease"], 5000)  # nor another owner's
+    assert await store.expired_runs(1001) == [ExpiredRun("p", "resp_lease", False)]
+    await store.renew_leases("owner-a", ["resp_lease"], 5000)
     assert await store.expired_runs(1001) == []
     assert await store.cancel_requests("owner-a") == []
     await store.request_cancel("p", "resp_lease")
     assert await store.cancel_requests("owner-a") == ["resp_lease"]
     assert await store.cancel_requests("owner-b") == []
+    assert await store.expired_runs(5001) == [ExpiredRun("p", "resp_lease", True)]
 
 
 async def test_delete_removes_items_and_events(store):
     await background(store, "resp_del")
     assert await store.delete_response("p", "resp_del") is True
+
     def count(conn, table: str) -> int:
         return conn.execute(text(f"SELECT count(*) FROM {table} WHERE response_id = 'resp_del'")).scalar()
 

@@ -49,14 +49,10 @@ async def create_response(request: Request) -> Response:
     body = await _json_body(request)
     project = _project(request)
     service = _service(request)
-    created = await service.create(body, project)
-    if isinstance(created, dict):  # queued in the background
-        if body.get("stream") is True:
-            return _stream(request, await service.follow(project, created["id"], None))
-        return json_response(created)
-    if created.request.stream:
-        return _stream(request, created.stream())
-    return json_response(await created.result())
+    answer = await service.create(body, project)
+    if answer.events is not None:
+        return _stream(request, answer.events)
+    return json_response(answer.body)
 
 
 def _starting_after(request: Request) -> int | None:
@@ -105,20 +101,20 @@ def _model(name: str) -> dict[str, Any]:
 
 
 async def list_models(request: Request) -> Response:
-    names = _service(request).router.model_names()
+    names = _service(request).model_names()
     return json_response({"object": "list", "data": [_model(name) for name in names]})
 
 
 async def get_model(request: Request) -> Response:
     name = request.path_params["model"]
-    if name not in _service(request).router.model_names():
+    if name not in _service(request).model_names():
         raise NotFound(f"The model '{name}' does not exist.", param="model", code="model_not_found")
     return json_response(_model(name))
 
 
 async def healthz(request: Request) -> Response:
     try:
-        await _service(request).store.ping()
+        await _service(request).ping()
     except Exception:
         return json_response({"status": "unavailable"}, status=503)
     return json_response({"status": "ok"})

@@ -2,9 +2,14 @@
 
 The queue is the ``responses`` table itself: a queued row holds the create request, any
 replica with room claims the oldest one (exactly once), renews a lease while it runs, and
-writes every stream event, so any replica can replay and follow it. A run whose replica
-died is ended as ``failed`` once its lease runs out; a run stopped by a clean shutdown is
-ended as ``failed`` at once. Queued runs simply wait for the next replica with room.
+writes every stream event, so any replica can replay and follow it. Runs are owned by
+leases on SQLite exactly as on PostgreSQL: a run whose owner stopped renewing (its
+process died) is ended once its lease runs out, as ``failed``, or as ``cancelled`` when a
+cancel had been asked for. A run stopped by a clean shutdown is ended as ``failed`` at
+once. Queued runs simply wait for the next replica with room.
+
+The model call itself is made by the run driver; this module only feeds it claims and
+gives it a sink that writes events to the store.
 """
 
 from __future__ import annotations
@@ -14,23 +19,20 @@ import logging
 import time
 from typing import Any
 
-from continuo.backends.base import UpstreamError
 from continuo.config import BackgroundConfig
-from continuo.core.builder import TERMINAL_STATUSES, Event, ResponseBuilder, new_response, terminal_event
-from continuo.core.fetch import Fetcher
-from continuo.core.notify import Notifier
+from continuo.core.builder import Event, ResponseBuilder, new_response
+from continuo.core.driver import Job, RunDriver
 from continuo.core.request import CreateRequest, parse_create_request
-from continuo.core.routing import Router
-from continuo.core.run import drive, model_request
+from continuo.core.status import TERMINAL_STATUSES, Status
 from continuo.errors import APIError
 from continuo.ids import new_id
-from continuo.store.base import ClaimedRun, Store, StoredEvent
+from continuo.notify import Notifier
+from continuo.store.base import ClaimedRun, ExpiredRun, Store, StoredEvent
 
 log = logging.getLogger("continuo")
 
 QUEUE = "queue"
 RESTARTED = "The server running this response stopped before it finished; the response was not completed."
-SHUTDOWN = "The server shut down while this response was running; the response was not completed."
 
 
 def stored(events: list[Event], first: int) -> list[StoredEvent]:
@@ -41,52 +43,85 @@ def _micros() -> int:
     return time.time_ns() // 1000
 
 
-class BackgroundRunner:
-    def __init__(
-        self,
-        store: Store,
-        router: Router,
-        notifier: Notifier,
-        config: BackgroundConfig,
-        fetcher: Fetcher | None = None,
-    ) -> None:
+def _begin(response: dict[str, Any], first: int) -> list[StoredEvent]:
+    """A claimed run begins: applied by the store in the claim's own transaction."""
+    builder = ResponseBuilder(response, sequence=first)
+    builder.begin()
+    return stored(builder.drain(), first)
+
+
+class StoreSink:
+    """A background run's sink: every event is written to the store (so any replica can
+    replay it) and announced; finished output items are saved as they finish."""
+
+    persists_events = True
+
+    def __init__(self, store: Store, notifier: Notifier, builder: ResponseBuilder, first: int) -> None:
         self.store = store
-        self.fetcher = fetcher
-        self.router = router
+        self.notifier = notifier
+        self.builder = builder
+        self.written = first
+        self.items_saved = builder.items_done
+
+    async def emit(self, events: list[Event]) -> None:
+        if not events:
+            return
+        response = self.builder.response
+        batch = stored(events, self.written)
+        self.written += len(batch)
+        if self.builder.items_done != self.items_saved:
+            self.items_saved = self.builder.items_done
+            await self.store.update_run(response["id"], response, batch)
+        else:
+            await self.store.append_events(response["id"], batch)
+        await self.notifier.notify(response["id"])
+
+    async def persist(self, builder: ResponseBuilder, closing: list[Event]) -> None:
+        response = builder.response
+        events = stored(closing, self.written)
+        if await self.store.finish_run(response["id"], response, events, from_statuses=(Status.IN_PROGRESS,)):
+            self.written += len(events)
+            await self.notifier.notify(response["id"])
+
+
+class BackgroundRunner:
+    def __init__(self, store: Store, driver: RunDriver, notifier: Notifier, config: BackgroundConfig) -> None:
+        self.store = store
+        self.driver = driver
         self.notifier = notifier
         self.config = config
         self.owner = new_id("replica")[:32]
         self.tasks: dict[str, asyncio.Task[None]] = {}
-        # Why a local run is being cancelled: "cancel" (asked for) or "shutdown".
-        self.reasons: dict[str, str] = {}
+        self.jobs: dict[str, Job] = {}
         self.loops: list[asyncio.Task[None]] = []
 
     # -- life cycle -----------------------------------------------------------------------
 
-    async def start(self, *, single_replica: bool) -> None:
-        """With a store only this process uses (SQLite), every run still in progress was
-        left by an earlier life of this server: end them now rather than after a lease."""
-        if single_replica:
-            for project, response_id in await self.store.expired_runs(now_us=2**62):
-                await self.fail_abandoned(project, response_id)
+    async def start(self) -> None:
         self.loops = [asyncio.create_task(self._dispatch()), asyncio.create_task(self._heartbeat())]
 
     async def stop(self) -> None:
         for loop in self.loops:
             loop.cancel()
-        for response_id, task in list(self.tasks.items()):
-            self.reasons[response_id] = "shutdown"
-            task.cancel()
+        for response_id in list(self.tasks):
+            self._stop(response_id, "shutdown")
         await asyncio.gather(*self.loops, *self.tasks.values(), return_exceptions=True)
+
+    def _stop(self, response_id: str, reason: str) -> None:
+        task = self.tasks.get(response_id)
+        if task is None:
+            return
+        job = self.jobs.get(response_id)
+        if job is not None and job.stop_reason is None:
+            job.stop_reason = reason
+        task.cancel()
 
     # -- the queue ------------------------------------------------------------------------
 
     async def enqueue(self, project: str, request: CreateRequest, body: dict[str, Any]) -> dict[str, Any]:
         response = new_response(request, new_id("resp"), int(time.time()))
-        response["status"] = "queued"
         builder = ResponseBuilder(response)
-        builder.lifecycle("response.created")
-        builder.lifecycle("response.queued")
+        builder.queue()
         # The run is rebuilt from this body later, with the input as resolved now.
         await self.store.create_background(project, response, request.input, body, stored(builder.drain(), 0))
         await self.notifier.notify(QUEUE)
@@ -100,7 +135,7 @@ class BackgroundRunner:
             try:
                 with self.notifier.listen(QUEUE) as signal:
                     while len(self.tasks) < self.config.max_concurrent:
-                        claimed = await self.store.claim_queued(self.owner, self._lease())
+                        claimed = await self.store.claim_queued(self.owner, self._lease(), _begin)
                         if claimed is None:
                             break
                         self._launch(claimed)
@@ -118,7 +153,7 @@ class BackgroundRunner:
 
         def done(_: asyncio.Task[None]) -> None:
             self.tasks.pop(response_id, None)
-            self.reasons.pop(response_id, None)
+            self.jobs.pop(response_id, None)
             self.notifier.wake(QUEUE)  # a slot is free here; other replicas poll
 
         task.add_done_callback(done)
@@ -126,51 +161,20 @@ class BackgroundRunner:
     # -- one run --------------------------------------------------------------------------
 
     async def _run(self, claimed: ClaimedRun) -> None:
-        response = claimed.response
-        response_id = response["id"]
-        response["status"] = "in_progress"
-        builder = ResponseBuilder(response, sequence=claimed.next_sequence)
-        builder.lifecycle("response.in_progress")
-        written = claimed.next_sequence
-        items_saved = -1  # the first batch saves the new status too
-
-        async def sink(events: list[Event]) -> None:
-            nonlocal written, items_saved
-            batch = stored(events, written)
-            written += len(batch)
-            if builder.items_done != items_saved:
-                items_saved = builder.items_done
-                await self.store.update_run(response_id, response, batch)
-            else:
-                await self.store.append_events(response_id, batch)
-            await self.notifier.notify(response_id)
-
+        builder = ResponseBuilder(claimed.response, sequence=claimed.next_sequence)
+        sink = StoreSink(self.store, self.notifier, builder, claimed.next_sequence)
         try:
-            await sink(builder.drain())
-            request = parse_create_request({**claimed.request, "background": False})
-            route = self.router.resolve(request.model)
-            context = claimed.context
-            if route.provider.fetch_remote_content and self.fetcher is not None:
-                context = await self.fetcher.inline(context)
-            call = model_request(request, route.upstream_model, context)
-            call.stream = True
-            upstream = await route.backend.open(call)
-            await drive(builder, upstream, sink)
+            request = parse_create_request({**claimed.request, "stream": False})
+            job = self.driver.job(claimed.project, request, claimed.context, builder)
+        except APIError as exc:  # a request that no longer routes (the configuration changed)
+            builder.fail(f"The run could not start: {exc.message}")
+            await self.driver.end(builder, sink)
+            return
+        self.jobs[builder.response["id"]] = job
+        try:
+            await self.driver.run(job, sink)
         except asyncio.CancelledError:
-            if self.reasons.get(response_id) == "shutdown":
-                builder.fail(SHUTDOWN)
-            else:
-                builder.cancel()
-        except (UpstreamError, APIError) as exc:
-            builder.fail(exc.message)
-        except Exception as exc:
-            log.exception("background run %s failed", response_id)
-            builder.fail(f"The run failed: {type(exc).__name__}")
-        events = builder.drain()
-        builder.terminal()
-        events += builder.drain()
-        await self.store.finish_run(response_id, response, stored(events, written), from_statuses=("in_progress",))
-        await self.notifier.notify(response_id)
+            pass  # settled and stored by the driver; the task simply ends
 
     # -- cancel ---------------------------------------------------------------------------
 
@@ -178,19 +182,18 @@ class BackgroundRunner:
         """Stop a queued or running background response, wherever it runs, and return
         once it has ended (or a few poll intervals have passed)."""
         response_id = response["id"]
-        if response["status"] == "queued":
-            response = {**response, "status": "cancelled"}
+        if response["status"] == Status.QUEUED:
             first = await self.store.next_sequence(response_id)
             builder = ResponseBuilder(response, sequence=first)
+            builder.cancel()
             builder.terminal()
             events = stored(builder.drain(), first)
-            if await self.store.finish_run(response_id, response, events, from_statuses=("queued",)):
+            if await self.store.finish_run(response_id, response, events, from_statuses=(Status.QUEUED,)):
                 await self.notifier.notify(response_id)
                 return
         task = self.tasks.get(response_id)
         if task is not None:
-            self.reasons[response_id] = "cancel"
-            task.cancel()
+            self._stop(response_id, "cancel")
             await asyncio.wait({task}, timeout=10)
             return
         await self.store.request_cancel(project, response_id)
@@ -210,12 +213,9 @@ class BackgroundRunner:
         while True:
             try:
                 with self.notifier.listen("cancel") as signal:
-                    await self.store.renew_leases(self.owner, self._lease())
+                    await self.store.renew_leases(self.owner, list(self.tasks), self._lease())
                     for response_id in await self.store.cancel_requests(self.owner):
-                        task = self.tasks.get(response_id)
-                        if task is not None and response_id not in self.reasons:
-                            self.reasons[response_id] = "cancel"
-                            task.cancel()
+                        self._stop(response_id, "cancel")
                     await self._end_expired()
                     await signal.wait(interval)
             except asyncio.CancelledError:
@@ -225,21 +225,25 @@ class BackgroundRunner:
                 await asyncio.sleep(interval)
 
     async def _end_expired(self) -> None:
-        for project, response_id in await self.store.expired_runs(_micros()):
-            if response_id in self.tasks:
-                continue
-            await self.fail_abandoned(project, response_id)
+        for run in await self.store.expired_runs(_micros()):
+            if run.response_id not in self.tasks:
+                await self.end_abandoned(run)
 
-    async def fail_abandoned(self, project: str, response_id: str) -> None:
-        response = await self.store.get_response(project, response_id)
-        if response is None or response["status"] != "in_progress":
+    async def end_abandoned(self, run: ExpiredRun) -> None:
+        """End a run whose owner died: through the same builder and driver code as any
+        other ending. A cancel asked for before the lease ran out wins: the client asked
+        to stop it, and it never finished."""
+        response = await self.store.get_response(run.project, run.response_id)
+        if response is None or response["status"] != Status.IN_PROGRESS:
             return
-        response["status"] = "failed"
-        response["error"] = {"code": "server_error", "message": RESTARTED}
-        first = await self.store.next_sequence(response_id)
+        first = await self.store.next_sequence(run.response_id)
         builder = ResponseBuilder(response, sequence=first)
-        builder.lifecycle(terminal_event("failed"))
-        events = stored(builder.drain(), first)
-        if await self.store.finish_run(response_id, response, events, from_statuses=("in_progress",)):
-            log.warning("background response %s was abandoned by its server; marked failed", response_id)
-            await self.notifier.notify(response_id)
+        if run.cancel_requested:
+            builder.cancel()
+        else:
+            builder.fail(RESTARTED)
+        sink = StoreSink(self.store, self.notifier, builder, first)
+        await self.driver.end(builder, sink)
+        log.warning(
+            "background response %s was abandoned by its server; ended %s", run.response_id, builder.response["status"]
+        )

@@ -14,11 +14,10 @@ import orjson
 
 from continuo.backends.base import Delta, Finish, ReasoningDelta, TextDelta, ToolCallDelta, Usage
 from continuo.core.request import CreateRequest
+from continuo.core.status import EventType, Status, terminal_event
 from continuo.ids import new_id
 
 Event = tuple[str, bytes]
-TERMINAL = ("response.completed", "response.incomplete", "response.failed", "response.cancelled")
-TERMINAL_STATUSES = ("completed", "incomplete", "failed", "cancelled")
 
 
 def new_response(request: CreateRequest, response_id: str, created_at: int) -> dict[str, Any]:
@@ -27,7 +26,7 @@ def new_response(request: CreateRequest, response_id: str, created_at: int) -> d
         "id": response_id,
         "object": "response",
         "created_at": created_at,
-        "status": "in_progress",
+        "status": Status.IN_PROGRESS,
         "background": request.background,
         "completed_at": None,
         "conversation": None if request.conversation is None else {"id": request.conversation},
@@ -106,8 +105,21 @@ class ResponseBuilder:
             self._event(kind, {"response": self.response})
 
     def start(self) -> None:
-        self.lifecycle("response.created")
-        self.lifecycle("response.in_progress")
+        """A foreground response begins: created, and in progress at once."""
+        self.response["status"] = Status.IN_PROGRESS
+        self.lifecycle(EventType.CREATED)
+        self.lifecycle(EventType.IN_PROGRESS)
+
+    def queue(self) -> None:
+        """A background response is created and waits for a replica to run it."""
+        self.response["status"] = Status.QUEUED
+        self.lifecycle(EventType.CREATED)
+        self.lifecycle(EventType.QUEUED)
+
+    def begin(self) -> None:
+        """A queued background response was claimed and runs now."""
+        self.response["status"] = Status.IN_PROGRESS
+        self.lifecycle(EventType.IN_PROGRESS)
 
     # -- deltas -------------------------------------------------------------------------
 
@@ -131,7 +143,7 @@ class ResponseBuilder:
         output.append(item)
         if self.emit:
             self._event(
-                "response.output_item.added",
+                EventType.OUTPUT_ITEM_ADDED,
                 {"output_index": opened.index, "item": _snapshot(item)},
             )
         return opened
@@ -151,12 +163,12 @@ class ResponseBuilder:
             part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
             item["content"].append(part)
             self._event(
-                "response.content_part.added",
+                EventType.CONTENT_PART_ADDED,
                 {"item_id": item["id"], "output_index": current.index, "content_index": 0, "part": dict(part)},
             )
         current.chunks.append(text)
         self._event(
-            "response.output_text.delta",
+            EventType.OUTPUT_TEXT_DELTA,
             {
                 "item_id": current.item["id"],
                 "output_index": current.index,
@@ -181,12 +193,12 @@ class ResponseBuilder:
             part = {"type": "reasoning_text", "text": ""}
             item["content"].append(part)
             self._event(
-                "response.content_part.added",
+                EventType.CONTENT_PART_ADDED,
                 {"item_id": item["id"], "output_index": current.index, "content_index": 0, "part": dict(part)},
             )
         current.chunks.append(text)
         self._event(
-            "response.reasoning_text.delta",
+            EventType.REASONING_TEXT_DELTA,
             {"item_id": current.item["id"], "output_index": current.index, "content_index": 0, "delta": text},
         )
 
@@ -208,7 +220,7 @@ class ResponseBuilder:
         if delta.arguments:
             call.chunks.append(delta.arguments)
             self._event(
-                "response.function_call_arguments.delta",
+                EventType.FUNCTION_CALL_ARGUMENTS_DELTA,
                 {"item_id": call.item["id"], "output_index": call.index, "delta": delta.arguments},
             )
 
@@ -225,7 +237,7 @@ class ResponseBuilder:
         item["status"] = status
         if item["type"] == "message":
             self._event(
-                "response.output_text.done",
+                EventType.OUTPUT_TEXT_DONE,
                 {
                     "item_id": item["id"],
                     "output_index": current.index,
@@ -236,14 +248,14 @@ class ResponseBuilder:
             )
         else:
             self._event(
-                "response.reasoning_text.done",
+                EventType.REASONING_TEXT_DONE,
                 {"item_id": item["id"], "output_index": current.index, "content_index": 0, "text": text},
             )
         self._event(
-            "response.content_part.done",
+            EventType.CONTENT_PART_DONE,
             {"item_id": item["id"], "output_index": current.index, "content_index": 0, "part": part},
         )
-        self._event("response.output_item.done", {"output_index": current.index, "item": item})
+        self._event(EventType.OUTPUT_ITEM_DONE, {"output_index": current.index, "item": item})
         self.items_done += 1
 
     def _close_calls(self, status: str) -> None:
@@ -252,7 +264,7 @@ class ResponseBuilder:
             item["arguments"] = "".join(call.chunks)
             item["status"] = status
             self._event(
-                "response.function_call_arguments.done",
+                EventType.FUNCTION_CALL_ARGUMENTS_DONE,
                 {
                     "item_id": item["id"],
                     "output_index": call.index,
@@ -260,7 +272,7 @@ class ResponseBuilder:
                     "arguments": item["arguments"],
                 },
             )
-            self._event("response.output_item.done", {"output_index": call.index, "item": item})
+            self._event(EventType.OUTPUT_ITEM_DONE, {"output_index": call.index, "item": item})
             self.items_done += 1
         self._calls.clear()
 
@@ -284,37 +296,29 @@ class ResponseBuilder:
         reason = self.finish_reason
         if reason in ("length", "content_filter"):
             self._close_all("incomplete")
-            response["status"] = "incomplete"
+            response["status"] = Status.INCOMPLETE
             response["incomplete_details"] = {"reason": "max_output_tokens" if reason == "length" else "content_filter"}
         else:
             self._close_all("completed")
-            response["status"] = "completed"
+            response["status"] = Status.COMPLETED
         response["usage"] = self._usage()
         response["completed_at"] = int(time.time())
 
     def fail(self, message: str, code: str = "server_error") -> None:
         self._close_all("incomplete")
-        self.response["status"] = "failed"
+        self.response["status"] = Status.FAILED
         self.response["error"] = {"code": code, "message": message}
         self.response["usage"] = self._usage()
 
     def cancel(self) -> None:
         """Stopped before the model finished: keep what it produced, marked incomplete."""
         self._close_all("incomplete")
-        self.response["status"] = "cancelled"
+        self.response["status"] = Status.CANCELLED
         self.response["usage"] = self._usage()
 
     def terminal(self) -> None:
         """Record the terminal event for the settled status."""
         self.lifecycle(terminal_event(self.response["status"]))
-
-
-def terminal_event(status: str) -> str:
-    return {
-        "completed": "response.completed",
-        "incomplete": "response.incomplete",
-        "cancelled": "response.cancelled",
-    }.get(status, "response.failed")
 
 
 def _snapshot(item: dict[str, Any]) -> dict[str, Any]:

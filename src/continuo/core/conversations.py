@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from continuo.core import context
 from continuo.core import validation as v
 from continuo.core.items import normalize_input
+from continuo.core.status import Status
 from continuo.errors import InvalidRequest, NotFound, conversation_not_found, conversation_unavailable
 from continuo.ids import new_id
 from continuo.store.base import Store
@@ -32,7 +33,7 @@ MAX_ITEMS = 20
 # it is queued or in progress, which its lease already bounds.)
 FOREGROUND_LOCK_SECONDS = 600
 # A response appends its input and output to its conversation when it ends so.
-APPENDING_STATUSES = ("completed", "incomplete")
+APPENDING_STATUSES = (Status.COMPLETED, Status.INCOMPLETE)
 
 
 # -- the ``conversation`` parameter of a create ------------------------------------------------

@@ -10,51 +10,60 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from continuo.backends.base import UpstreamError
 from continuo.core import conversations
 from continuo.core.background import BackgroundRunner
-from continuo.core.builder import TERMINAL, TERMINAL_STATUSES, Event, ResponseBuilder, new_response
+from continuo.core.builder import Event, ResponseBuilder, new_response
 from continuo.core.context import build_context
-from continuo.core.fetch import Fetcher
-from continuo.core.notify import Notifier
+from continuo.core.driver import RunDriver, upstream_failure
+from continuo.core.foreground import answer, stream
 from continuo.core.request import parse_create_request
-from continuo.core.routing import Router
-from continuo.core.run import Run, model_request, upstream_failure
+from continuo.core.status import TERMINAL_EVENTS, TERMINAL_STATUSES
 from continuo.errors import InvalidRequest, NotFound
 from continuo.ids import new_id
+from continuo.notify import Notifier
 from continuo.store.base import Store
+
+
+@dataclass(slots=True)
+class Answer:
+    """What a create returns: a JSON body, or a stream of events."""
+
+    body: dict[str, Any] | None = None
+    events: AsyncIterator[Event] | None = None
 
 
 class ResponsesService:
     def __init__(
         self,
         store: Store,
-        router: Router,
+        driver: RunDriver,
         notifier: Notifier,
         background: BackgroundRunner,
         *,
         max_input_items: int = 4096,
-        fetcher: Fetcher | None = None,
     ) -> None:
         self.store = store
         self.max_input_items = max_input_items
-        self.fetcher = fetcher
-        self.router = router
+        self.driver = driver
         self.notifier = notifier
         self.background = background
         # Foreground streams run in tasks of their own; kept here so none is lost.
         self.tasks: set[asyncio.Task[Any]] = set()
 
-    async def create(self, body: Any, project: str) -> Run | dict[str, Any]:
-        """Validate, build the context and open the model call (a ``Run``), or queue a
-        background response (its object). Errors up to here are plain HTTP errors; after
-        that a run reports failures in the Response itself."""
+    async def create(self, body: Any, project: str) -> Answer:
+        """Validate, build the context, then answer: a JSON body (a finished response, or
+        a queued background one), or a stream (a foreground one, or a background one
+        followed from its start). Errors up to the first event are plain HTTP errors;
+        after that a run reports failures in the Response itself."""
         request = parse_create_request(body, self.max_input_items)
-        route = self.router.resolve(request.model)
+        self.driver.router.resolve(request.model)  # an unknown model is a 400 before anything else
         response_id = new_id("resp")
-        # [conversations hook 1] hold the conversation before reading it (foreground only)
+        # [conversations hook 1] hold the conversation before reading it (foreground only;
+        # a background response takes it in Store.create_background)
         await conversations.acquire(self.store, project, request, response_id)
         try:
             items = await build_context(self.store, project, request)
@@ -65,20 +74,29 @@ class ResponsesService:
                         param="store",
                         code="invalid_value",
                     )
-                return await self.background.enqueue(project, request, body)
-            if route.provider.fetch_remote_content and self.fetcher is not None:
-                items = await self.fetcher.inline(items)
+                queued = await self.background.enqueue(project, request, body)
+                if request.stream:
+                    return Answer(events=self._follow(project, queued["id"], -1))
+                return Answer(body=queued)
             response = new_response(request, response_id, int(time.time()))
+            job = self.driver.job(project, request, items, ResponseBuilder(response, emit=request.stream))
             try:
-                upstream = await route.backend.open(model_request(request, route.upstream_model, items))
+                upstream = await self.driver.open(job)
             except UpstreamError as exc:
                 raise upstream_failure(exc) from None
         except BaseException:
             # [conversations hook 2] no run will end this response: let the conversation go
             await conversations.release(self.store, request, response_id)
             raise
-        builder = ResponseBuilder(response, emit=request.stream)
-        return Run(self.store, project, request, builder, upstream, self.tasks)
+        if not request.stream:
+            return Answer(body=await answer(self.driver, self.store, job, upstream))
+        return Answer(events=stream(self.driver, self.store, job, upstream, self.tasks))
+
+    def model_names(self) -> list[str]:
+        return self.driver.router.model_names()
+
+    async def ping(self) -> bool:
+        return await self.store.ping()
 
     async def retrieve(self, project: str, response_id: str) -> dict[str, Any]:
         response = await self.store.get_response(project, response_id)
@@ -107,7 +125,7 @@ class ResponsesService:
                 for event in batch:
                     yield event.type, event.data
                     after = event.sequence_number
-                    if event.type in TERMINAL:
+                    if event.type in TERMINAL_EVENTS:
                         return
                 if batch:
                     continue

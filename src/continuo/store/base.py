@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -46,8 +47,12 @@ class Store(Protocol):
     ) -> None:
         """Store a queued background response with its request and first events."""
 
-    async def claim_queued(self, owner: str, lease_until_us: int) -> ClaimedRun | None:
-        """Take the oldest queued run for ``owner``, exactly once across replicas."""
+    async def claim_queued(
+        self, owner: str, lease_until_us: int, begin: Callable[[dict[str, Any], int], list[StoredEvent]]
+    ) -> ClaimedRun | None:
+        """Take the oldest queued run for ``owner``, exactly once across replicas, and
+        apply ``begin`` (the status change and its events, given the response and its next
+        sequence number) in the same transaction."""
 
     async def update_run(self, response_id: str, response: dict[str, Any], events: list[StoredEvent]) -> None:
         """Save a running response's state (status, finished output) and new events."""
@@ -70,15 +75,16 @@ class Store(Protocol):
 
     async def next_sequence(self, response_id: str) -> int: ...
 
-    async def renew_leases(self, owner: str, lease_until_us: int) -> None: ...
+    async def renew_leases(self, owner: str, response_ids: list[str], lease_until_us: int) -> None:
+        """Extend the leases of the runs ``owner`` still holds (only those)."""
 
     async def cancel_requests(self, owner: str) -> list[str]:
         """Ids of runs held by ``owner`` that someone asked to cancel."""
 
     async def request_cancel(self, project: str, response_id: str) -> None: ...
 
-    async def expired_runs(self, now_us: int) -> list[tuple[str, str]]:
-        """(project, id) of in-progress runs whose owner stopped renewing its lease."""
+    async def expired_runs(self, now_us: int) -> list[ExpiredRun]:
+        """In-progress runs whose owner stopped renewing its lease."""
 
     # -- conversations ----------------------------------------------------------------------
 
@@ -131,6 +137,13 @@ class StoredEvent:
     sequence_number: int
     type: str
     data: bytes
+
+
+@dataclass(slots=True)
+class ExpiredRun:
+    project: str
+    response_id: str
+    cancel_requested: bool
 
 
 @dataclass(slots=True)

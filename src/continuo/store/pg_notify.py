@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy.engine import make_url
 
-from continuo.core.notify import LocalNotifier
+from continuo.notify import LocalNotifier
 
 log = logging.getLogger("continuo")
 

@@ -29,6 +29,7 @@ def now_us() -> int:
     """Every time in the schema is in microseconds since the epoch, in a column named ``*_us``."""
     return time.time_ns() // 1000
 
+
 INPUT = 0
 OUTPUT = 1
 

@@ -6,9 +6,10 @@ functions over a ``Connection`` in ``ops/``. This class is the ``Store`` interfa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from continuo.store.base import ClaimedRun, ItemPage, StoredEvent, StoredKey
+from continuo.store.base import ClaimedRun, ExpiredRun, ItemPage, StoredEvent, StoredKey
 from continuo.store.engine import Database
 from continuo.store.ops import conversations, keys, responses, runs
 
@@ -55,8 +56,10 @@ class SQLStore(Database):
     ) -> None:
         await self._write(runs.create_background, project, response, input_items, request, events)
 
-    async def claim_queued(self, owner: str, lease_until_us: int) -> ClaimedRun | None:
-        return await self._write(runs.claim, owner, lease_until_us)
+    async def claim_queued(
+        self, owner: str, lease_until_us: int, begin: Callable[[dict[str, Any], int], list[StoredEvent]]
+    ) -> ClaimedRun | None:
+        return await self._write(runs.claim, owner, lease_until_us, begin)
 
     async def update_run(self, response_id: str, response: dict[str, Any], events: list[StoredEvent]) -> None:
         await self._write(runs.write_run, response_id, response, events)
@@ -80,8 +83,9 @@ class SQLStore(Database):
     async def next_sequence(self, response_id: str) -> int:
         return await self._read(runs.next_sequence, response_id)
 
-    async def renew_leases(self, owner: str, lease_until_us: int) -> None:
-        await self._write(runs.renew, owner, lease_until_us)
+    async def renew_leases(self, owner: str, response_ids: list[str], lease_until_us: int) -> None:
+        if response_ids:
+            await self._write(runs.renew, owner, response_ids, lease_until_us)
 
     async def cancel_requests(self, owner: str) -> list[str]:
         return await self._read(runs.cancel_requests, owner)
@@ -89,7 +93,7 @@ class SQLStore(Database):
     async def request_cancel(self, project: str, response_id: str) -> None:
         await self._write(runs.request_cancel, project, response_id)
 
-    async def expired_runs(self, now_us: int) -> list[tuple[str, str]]:
+    async def expired_runs(self, now_us: int) -> list[ExpiredRun]:
         return await self._read(runs.expired, now_us)
 
     # -- conversations ----------------------------------------------------------------

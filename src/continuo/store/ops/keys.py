@@ -13,9 +13,7 @@ HAS_KEYS = select(api_keys.c.id).where(api_keys.c.revoked_at_us.is_(None)).limit
 
 
 def create_key(conn: Connection, key_id: str, project: str, key_hash: str) -> None:
-    conn.execute(
-        sql_insert(api_keys), {"id": key_id, "project": project, "hash": key_hash, "created_at_us": now_us()}
-    )
+    conn.execute(sql_insert(api_keys), {"id": key_id, "project": project, "hash": key_hash, "created_at_us": now_us()})
 
 
 def list_keys(conn: Connection) -> list[StoredKey]:

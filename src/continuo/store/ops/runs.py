@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -9,7 +10,7 @@ from sqlalchemy import Connection, bindparam, delete, func, select, update
 from sqlalchemy import insert as sql_insert
 
 from continuo.errors import conversation_unavailable
-from continuo.store.base import ClaimedRun, StoredEvent
+from continuo.store.base import ClaimedRun, ExpiredRun, StoredEvent
 from continuo.store.ops import conversations
 from continuo.store.ops.responses import (
     INSERT_ITEMS,
@@ -65,7 +66,12 @@ def next_sequence(conn: Connection, response_id: str) -> int:
     return 0 if last is None else int(last) + 1
 
 
-def claim(conn: Connection, owner: str, lease_until_us: int) -> ClaimedRun | None:
+def claim(
+    conn: Connection, owner: str, lease_until_us: int, begin: Callable[[dict[str, Any], int], list[StoredEvent]]
+) -> ClaimedRun | None:
+    """Take the oldest queued run, and in the same transaction apply ``begin`` (core's
+    status change, returning its events) to it, so the stored object and the status
+    column never disagree."""
     oldest = (
         select(responses.c.id)
         .where(responses.c.status == "queued", responses.c.background.is_(True))
@@ -74,18 +80,21 @@ def claim(conn: Connection, owner: str, lease_until_us: int) -> ClaimedRun | Non
         .with_for_update(skip_locked=True)
         .scalar_subquery()
     )
-    claim = (
+    taken = (
         update(responses)
         .where(responses.c.id == oldest, responses.c.status == "queued")
-        .values(status="in_progress", owner=owner, lease_until_us=lease_until_us, updated_at_us=now_us())
+        .values(owner=owner, lease_until_us=lease_until_us)
         .returning(responses.c.id, responses.c.project, responses.c.body, responses.c.request)
     )
-    row = conn.execute(claim).first()
+    row = conn.execute(taken).first()
     if row is None:
         return None
     response_id, project, body, request = row
     response = orjson.loads(body)
     response["output"] = []
+    first = next_sequence(conn, response_id)
+    began = begin(response, first)
+    write_run(conn, response_id, response, began)
     context = chain(conn, project, response_id, False) or []
     if (cid := conversations.conversation_of(response)) is not None:
         # The conversation as it is now: it has been held for this run since it was queued.
@@ -95,7 +104,7 @@ def claim(conn: Connection, owner: str, lease_until_us: int) -> ClaimedRun | Non
         response=response,
         request=orjson.loads(request) if request else {},
         context=context,
-        next_sequence=next_sequence(conn, response_id),
+        next_sequence=first + len(began),
     )
 
 
@@ -143,10 +152,10 @@ def events_after(conn: Connection, project: str, response_id: str, after: int) -
     return [StoredEvent(seq, kind, data.encode()) for seq, kind, data in rows]
 
 
-def renew(conn: Connection, owner: str, lease_until_us: int) -> None:
+def renew(conn: Connection, owner: str, response_ids: list[str], lease_until_us: int) -> None:
     conn.execute(
         update(responses)
-        .where(responses.c.owner == owner, responses.c.status == "in_progress")
+        .where(responses.c.owner == owner, responses.c.status == "in_progress", responses.c.id.in_(response_ids))
         .values(lease_until_us=lease_until_us)
     )
 
@@ -166,8 +175,10 @@ def request_cancel(conn: Connection, project: str, response_id: str) -> None:
     )
 
 
-def expired(conn: Connection, now_us: int) -> list[tuple[str, str]]:
-    query = select(responses.c.project, responses.c.id).where(
+def expired(conn: Connection, now_us: int) -> list[ExpiredRun]:
+    query = select(responses.c.project, responses.c.id, responses.c.cancel_requested).where(
         responses.c.status == "in_progress", responses.c.background.is_(True), responses.c.lease_until_us < now_us
     )
-    return [(project, response_id) for project, response_id in conn.execute(query).all()]
+    return [
+        ExpiredRun(project, response_id, bool(cancel)) for project, response_id, cancel in conn.execute(query).all()
+    ]

@@ -1,0 +1,189 @@
+"""The run driver: the one place where a model call is opened and driven to its end.
+
+Foreground JSON answers, foreground streams and background runs all go through
+``RunDriver``; they differ only in their ``Sink`` (where events go while the model talks,
+and how the settled response is kept). Whatever happens after ``response.created`` (the
+upstream failing, a malformed delta, a bug, the client leaving, a shutdown, the store
+failing), the response settles on a status in the builder, is persisted through the sink
+and gets exactly one terminal event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from continuo.backends.base import DeltaStream, ModelRequest, UpstreamError
+from continuo.core.builder import Event, ResponseBuilder
+from continuo.core.fetch import Fetcher
+from continuo.core.request import CreateRequest
+from continuo.core.routing import Route, Router
+from continuo.errors import APIError, InvalidRequest, UpstreamFailure
+
+log = logging.getLogger("continuo")
+
+SHUTDOWN = "The server shut down while this response was running; the response was not completed."
+STORE_FAILED = "The response could not be stored."
+
+
+def upstream_failure(error: UpstreamError) -> APIError:
+    """The HTTP error for an upstream failure that happened before anything was sent."""
+    if 400 <= error.status < 500:
+        return InvalidRequest(error.message, status=error.status, code=error.code)
+    code = "upstream_timeout" if error.status == 504 else "upstream_error"
+    return UpstreamFailure(error.message, status=error.status, code=code)
+
+
+def model_request(request: CreateRequest, upstream_model: str, items: list[dict[str, Any]]) -> ModelRequest:
+    params: dict[str, Any] = dict(request.extra)
+    for name in ("temperature", "top_p", "max_output_tokens", "prompt_cache_key"):
+        if (value := getattr(request, name)) is not None:
+            params[name] = value
+    if (user := request.safety_identifier or request.user) is not None:
+        params["user"] = user
+    if request.reasoning.get("effort") is not None:
+        params["reasoning_effort"] = request.reasoning["effort"]
+    if request.reasoning.get("summary") is not None:
+        # Only a Responses upstream has a use for it; Chat Completions has no such field.
+        params["reasoning_summary"] = request.reasoning["summary"]
+    if request.tools:
+        params["parallel_tool_calls"] = request.parallel_tool_calls
+    return ModelRequest(
+        model=upstream_model,
+        items=items,
+        instructions=request.instructions,
+        tools=request.tools,
+        tool_choice=request.tool_choice,
+        text_format=request.text["format"],
+        params=params,
+        # Every call streams from the upstream, except a foreground JSON answer's.
+        stream=request.stream or request.background,
+    )
+
+
+class Sink(Protocol):
+    """Where a run's events go and how its settled response is kept."""
+
+    # Whether ``persist`` also writes the closing events (then they are not emitted).
+    persists_events: bool
+
+    async def emit(self, events: list[Event]) -> None:
+        """Events as they happen (before the closing ones)."""
+
+    async def persist(self, builder: ResponseBuilder, closing: list[Event]) -> None:
+        """Keep the settled response; raise if it could not be kept."""
+
+
+@dataclass(slots=True)
+class Job:
+    """One response being made: who asked, what for, by which route, from which context."""
+
+    project: str
+    request: CreateRequest
+    route: Route
+    context: list[dict[str, Any]]
+    builder: ResponseBuilder
+    # Why the run was stopped from outside: "cancel" (asked for) or "shutdown".
+    stop_reason: str | None = None
+    # The upstream's failure, when that is what ended it.
+    error: UpstreamError | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def response(self) -> dict[str, Any]:
+        return self.builder.response
+
+
+class RunDriver:
+    def __init__(self, router: Router, fetcher: Fetcher | None = None) -> None:
+        self.router = router
+        self.fetcher = fetcher
+
+    def job(self, project: str, request: CreateRequest, context: list[dict[str, Any]], builder: ResponseBuilder) -> Job:
+        return Job(project, request, self.router.resolve(request.model), context, builder)
+
+    async def open(self, job: Job) -> DeltaStream:
+        """Open the model call: the only place in Continuo that does. Raises
+        ``UpstreamError`` when the upstream fails before its first delta."""
+        context = job.context
+        if job.route.provider.fetch_remote_content and self.fetcher is not None:
+            context = await self.fetcher.inline(context)
+        call = model_request(job.request, job.route.upstream_model, context)
+        return await job.route.backend.open(call)
+
+    async def run(self, job: Job, sink: Sink, upstream: DeltaStream | None = None) -> None:
+        """Drive the call to a settled response, persist it and emit the terminal event.
+
+        ``upstream`` is the call when it was opened already (a foreground stream opens it
+        before ``response.created``, so that a refusal is still an HTTP error). A
+        cancellation settles the response (cancelled, or failed on shutdown), persists it
+        and is then raised again.
+        """
+        builder = job.builder
+        cancelled = False
+        try:
+            await sink.emit(builder.drain())
+            if upstream is None:
+                upstream = await self.open(job)
+            await self._drive(builder, upstream, sink)
+            builder.complete()
+        except asyncio.CancelledError:
+            cancelled = True
+            if job.stop_reason == "shutdown":
+                builder.fail(SHUTDOWN)
+            else:
+                builder.cancel()
+        except UpstreamError as exc:
+            job.error = exc
+            builder.fail(exc.message)
+        except APIError as exc:
+            builder.fail(exc.message, exc.code or "server_error")
+        except Exception as exc:
+            log.exception("response %s failed", job.response["id"])
+            builder.fail(f"The response failed: {type(exc).__name__} inside the server.")
+        finally:
+            if upstream is not None:
+                await _close(upstream)
+        await self.end(builder, sink)
+        if cancelled:
+            raise asyncio.CancelledError
+
+    async def _drive(self, builder: ResponseBuilder, upstream: DeltaStream, sink: Sink) -> None:
+        async for delta in upstream:
+            builder.feed(delta)
+            if builder.events:
+                await sink.emit(builder.drain())
+
+    async def end(self, builder: ResponseBuilder, sink: Sink) -> None:
+        """Persist a settled response with its terminal event. Shielded: a client that
+        leaves now cannot undo it halfway. When it cannot be kept, the response fails
+        (said so in the stream) and that is kept instead, where the store allows."""
+        pending = builder.drain()
+        mark = builder.sequence
+        builder.terminal()
+        closing = pending + builder.drain()
+        try:
+            await asyncio.shield(sink.persist(builder, closing))
+        except Exception:
+            log.exception("could not store response %s", builder.response["id"])
+            builder.sequence = mark  # that terminal event never left
+            builder.fail(STORE_FAILED)
+            builder.terminal()
+            closing = pending + builder.drain()
+            if sink.persists_events:
+                try:
+                    await asyncio.shield(sink.persist(builder, closing))
+                except Exception:
+                    log.exception("could not store the failure of response %s", builder.response["id"])
+                return
+        if not sink.persists_events:
+            await sink.emit(closing)
+
+
+async def _close(upstream: DeltaStream) -> None:
+    try:
+        await asyncio.shield(upstream.aclose())
+    except Exception:
+        log.warning("closing an upstream call failed", exc_info=True)

@@ -1,0 +1,108 @@
+"""Foreground responses: a JSON answer or a stream, both made by the run driver."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from continuo.backends.base import DeltaStream
+from continuo.core import conversations
+from continuo.core.builder import Event, ResponseBuilder
+from continuo.core.driver import Job, RunDriver, upstream_failure
+from continuo.core.status import Status
+from continuo.errors import APIError
+from continuo.store.base import Store
+
+
+class _Keep:
+    """Stores the settled response once (when the request asked for it)."""
+
+    persists_events = False
+
+    def __init__(self, store: Store, job: Job) -> None:
+        self.store = store
+        self.job = job
+
+    async def persist(self, builder: ResponseBuilder, closing: list[Event]) -> None:
+        if self.job.request.store:
+            # Also appends to the response's conversation and releases it, in one transaction.
+            await self.store.save_response(self.job.project, builder.response, self.job.request.input)
+        else:
+            # [conversations hook 3] store:false still appends to its conversation
+            await conversations.save_unstored(self.store, self.job.project, self.job.request, builder.response)
+
+
+class JSONSink(_Keep):
+    """A non-streamed answer: no events; a failure is an HTTP error and nothing is kept."""
+
+    async def emit(self, events: list[Event]) -> None:
+        return None
+
+    async def persist(self, builder: ResponseBuilder, closing: list[Event]) -> None:
+        if builder.response["status"] != Status.FAILED:
+            await super().persist(builder, closing)
+
+
+class QueueSink(_Keep):
+    """A stream: events go to the HTTP response through a queue."""
+
+    def __init__(self, store: Store, job: Job) -> None:
+        super().__init__(store, job)
+        self.queue: asyncio.Queue[list[Event] | None] = asyncio.Queue()
+
+    async def emit(self, events: list[Event]) -> None:
+        if events:
+            await self.queue.put(events)
+
+
+async def answer(driver: RunDriver, store: Store, job: Job, upstream: DeltaStream) -> dict[str, Any]:
+    """Run the opened call to the end and return the finished Response, or raise the
+    HTTP error."""
+    try:
+        await driver.run(job, JSONSink(store, job), upstream)
+    finally:
+        # [conversations hook 4] every way out lets the conversation go
+        await conversations.release(store, job.request, job.response["id"])
+    response = job.response
+    if response["status"] == Status.FAILED:
+        if job.error is not None:
+            raise upstream_failure(job.error)
+        error = response.get("error") or {}
+        raise APIError(error.get("message", "The response failed."), code=error.get("code"))
+    return response
+
+
+def stream(
+    driver: RunDriver, store: Store, job: Job, upstream: DeltaStream, tasks: set[asyncio.Task[Any]]
+) -> AsyncIterator[Event]:
+    """The stream events. The run goes on in a task of its own, so a client that goes
+    away stops it cleanly: the upstream is closed and what was produced is stored as
+    ``cancelled``."""
+    sink = QueueSink(store, job)
+    job.builder.start()
+
+    async def produce() -> None:
+        try:
+            await driver.run(job, sink, upstream)
+        finally:
+            # [conversations hook 5] every way out lets the conversation go
+            await conversations.release(store, job.request, job.response["id"])
+            await sink.queue.put(None)
+
+    task = asyncio.get_running_loop().create_task(produce())
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+    return _consume(sink.queue, task)
+
+
+async def _consume(queue: asyncio.Queue[list[Event] | None], task: asyncio.Task[None]) -> AsyncIterator[Event]:
+    finished = False
+    try:
+        while (batch := await queue.get()) is not None:
+            for event in batch:
+                yield event
+        finished = True
+    finally:
+        if not finished:
+            task.cancel()

@@ -1,0 +1,74 @@
+"""The application's wiring: store, notifier, backends, driver, runner and service, made
+from the configuration and closed in order. The HTTP layer only receives the result."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from continuo.backends import create_backend
+from continuo.config import Config
+from continuo.core.background import BackgroundRunner
+from continuo.core.conversations import ConversationService
+from continuo.core.driver import RunDriver
+from continuo.core.fetch import Fetcher
+from continuo.core.keys import KeyRing
+from continuo.core.limits import Limiter
+from continuo.core.routing import Router
+from continuo.core.service import ResponsesService
+from continuo.notify import LocalNotifier, Notifier
+from continuo.store.pg_notify import PostgresNotifier
+from continuo.store.sql import SQLStore
+
+log = logging.getLogger("continuo")
+
+
+@dataclass(slots=True)
+class Services:
+    config: Config
+    store: SQLStore
+    notifier: Notifier
+    router: Router
+    fetcher: Fetcher
+    background: BackgroundRunner
+    service: ResponsesService
+    keyring: KeyRing
+    limiter: Limiter
+    conversations: ConversationService
+
+    @classmethod
+    async def open(cls, config: Config) -> Services:
+        store = SQLStore(config.database.url, migrate=config.database.migrate, pool_size=config.database.pool_size)
+        await store.open()
+        router = Router(config, create_backend)
+        notifier: Notifier = LocalNotifier() if store.is_sqlite else PostgresNotifier(config.database.url)
+        await notifier.start()
+        fetcher = Fetcher(config.security)
+        driver = RunDriver(router, fetcher)
+        background = BackgroundRunner(store, driver, notifier, config.background)
+        await background.start()
+        service = ResponsesService(store, driver, notifier, background, max_input_items=config.limits.max_input_items)
+        keyring = KeyRing(store, config.keys)
+        if not await keyring.required():
+            log.warning("no API key is configured: the server is open to anyone who can reach it")
+        return cls(
+            config,
+            store,
+            notifier,
+            router,
+            fetcher,
+            background,
+            service,
+            keyring,
+            Limiter(config.limits),
+            ConversationService(store),
+        )
+
+    async def aclose(self) -> None:
+        # Foreground requests have drained by now (the server waits for them).
+        await self.background.stop()
+        await self.service.aclose()
+        await self.notifier.stop()
+        await self.fetcher.aclose()
+        await self.router.aclose()
+        await self.store.close()
