@@ -357,3 +357,39 @@ def test_concurrent_clients_never_interleave(conv_server, upstream):
 def check_input_id(server: ServerThread, response_id: str) -> str:
     with sdk(server) as client:
         return client.responses.input_items.list(response_id).data[0].id
+
+
+def test_two_replicas_refuse_the_second_response(upstream, tmp_path):
+    """Two server processes on one PostgreSQL database: a response in progress on one
+    replica holds the conversation for the other one too."""
+    from tests.test_replicas import Cluster, client
+
+    nodes = Cluster(tmp_path, upstream.url)
+    try:
+        a, b = nodes.replica("a", max_concurrent=2), nodes.replica("b", max_concurrent=2)
+        with client(a) as on_a, client(b) as on_b:
+            conversation = on_a.conversations.create(items=[user("shared")])
+            upstream.script(Reply(text="from a", wait=2.0))
+            results: list[Any] = []
+            first = threading.Thread(
+                target=lambda: results.append(on_a.responses.create(model="m", input="a", conversation=conversation.id))
+            )
+            first.start()
+            wait_until(lambda: len(upstream.requests) == 1)
+            with pytest.raises(openai.BadRequestError) as error:
+                on_b.responses.create(model="m", input="b", conversation=conversation.id)
+            assert error.value.body["code"] == "conversation_locked"  # type: ignore[index]
+            first.join()
+            assert results[0].output_text == "from a"
+            on_b.responses.create(model="m", input="b", conversation=conversation.id)
+            assert sent(upstream) == ["shared", "a", "from a", "b"]
+            # A background run on replica b holds it against replica a as well.
+            upstream.script(Reply(text="slow " * 100, chunk_size=2, delay=0.05))
+            job = on_b.responses.create(model="m", input="bg", conversation=conversation.id, background=True)
+            with pytest.raises(openai.BadRequestError):
+                on_a.responses.create(model="m", input="c", conversation=conversation.id)
+            wait_until(lambda: on_a.responses.retrieve(job.id).status == "completed")
+            on_a.responses.create(model="m", input="c", conversation=conversation.id)
+            assert sent(upstream)[-3:] == ["bg", "slow " * 100, "c"]
+    finally:
+        nodes.close()
