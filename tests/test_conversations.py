@@ -349,9 +349,12 @@ def test_concurrent_clients_never_interleave(conv_server, upstream):
         items = list(check.conversations.items.list(conversation.id, order="asc"))
     # Each response's input and output sit side by side: nothing interleaved, nothing lost.
     assert len(items) == 2 * len(done)
-    for question, answer in zip(items[::2], items[1::2], strict=True):
+    for k, (question, answer) in enumerate(zip(items[::2], items[1::2], strict=True)):
         response = next(r for r in done if r.output[0].id == answer.id)
         assert question.id == check_input_id(conv_server, response.id)
+        # And each one saw every response before it: they ran one after the other.
+        seen = next(r["messages"] for r in upstream.requests if r["messages"][-1]["content"] == question.content[0].text)
+        assert len(seen) == 2 * k + 1
 
 
 def check_input_id(server: ServerThread, response_id: str) -> str:
