@@ -244,3 +244,25 @@ def test_remote_content_fetch_refuses_private_addresses(upstream, tmp_path, allo
             assert upstream.requests == []
     finally:
         server.stop()
+
+
+def _handshake(server: ServerThread, path: str, key: str | None) -> int:
+    """The HTTP status a WebSocket handshake gets (101 when it is accepted)."""
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    try:
+        with connect(f"ws://127.0.0.1:{server.port}{path}", additional_headers=headers, open_timeout=5):
+            return 101
+    except InvalidStatus as exc:
+        return exc.response.status_code
+
+
+@pytest.mark.parametrize("path", ["/v1/responses", "/anything"])
+def test_websockets_go_through_the_key_check(keyed, path):
+    server, _, alpha, _ = keyed
+    assert _handshake(server, path, None) == 401
+    assert _handshake(server, path, "sk-wrong") == 401
+    # A good key passes the check; no WebSocket route answers yet, so the app refuses.
+    assert _handshake(server, path, alpha) == 403

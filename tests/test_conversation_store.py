@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event, func, select, text
 
+from continuo.store.ops.conversations import ITEM, PAGE_ASC, POSITION_OF
 from continuo.store.schema import conversation_items, items, now_us
 from continuo.store.sql import SQLStore
 from tests.test_store import response, texts, user
@@ -98,12 +99,12 @@ async def test_ten_thousand_items_page_in_sql_and_appends_stay_small(store):
 
     with counted(store) as first_page:
         page = await store.conversation_items("p", "conv_big", limit=100, order="asc", after=None)
-    assert texts(page.items) == [f"m{i}" for i in range(100)] and page.has_more
+    assert texts(page.data) == [f"m{i}" for i in range(100)] and page.has_more
     with counted(store) as deep_page:
         page = await store.conversation_items("p", "conv_big", limit=100, order="asc", after="msg_9949")
-    assert texts(page.items) == [f"m{i}" for i in range(9950, 10_000)] and not page.has_more
+    assert texts(page.data) == [f"m{i}" for i in range(9950, 10_000)] and not page.has_more
     page = await store.conversation_items("p", "conv_big", limit=3, order="desc", after="msg_5000")
-    assert texts(page.items) == ["m4999", "m4998", "m4997"] and page.has_more
+    assert texts(page.data) == ["m4999", "m4998", "m4997"] and page.has_more
     # A page is a bounded query (a LIMIT on a keyset), however deep it starts.
     assert len(first_page) == 2 and len(deep_page) == 3
     assert all("LIMIT" in s.upper() for s in first_page[1:] + deep_page[2:])
@@ -115,29 +116,30 @@ async def test_ten_thousand_items_page_in_sql_and_appends_stay_small(store):
 
     # Appending to 10,000 items is the same statements as appending to none.
     assert await append("conv_big") == await append("conv_small")
-    assert texts((await store.conversation_items("p", "conv_big", limit=1, order="desc", after=None)).items) == ["new"]
+    assert texts((await store.conversation_items("p", "conv_big", limit=1, order="desc", after=None)).data) == ["new"]
 
 
 async def test_keyset_page_uses_the_primary_keys(store):
     if not store.is_sqlite:
         pytest.skip("the query plan is checked on SQLite")
 
-    def plan(conn) -> str:
-        from continuo.store.ops.conversations import PAGE_ASC
-
-        compiled = PAGE_ASC.compile(conn, compile_kwargs={"render_postcompile": True})
-        params = {**compiled.params, "cid": "conv", "bound": 5, "n": 10}
+    def plan(conn, statement) -> str:
+        compiled = statement.compile(conn, compile_kwargs={"render_postcompile": True})
+        params = {**compiled.params, "cid": "conv", "bound": 5, "n": 10, "item_id": "msg"}
         positions = compiled.positiontup or []
         rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + str(compiled), tuple(params[k] for k in positions))
         return " ".join(str(row[-1]) for row in rows)
 
-    found = await store._read(plan)
+    found = await store._read(plan, PAGE_ASC)
     # A range search on the primary key, and each referenced item found by its own key.
     assert (
         "SEARCH conversation_items USING INDEX sqlite_autoindex_conversation_items_1 (conversation_id=? AND position>?)"
         in found
     )
     assert "SEARCH items USING INDEX sqlite_autoindex_items_1 (response_id=? AND kind=? AND position=?)" in found
+    # An item found by its id, not by walking the conversation.
+    for statement in (POSITION_OF, ITEM):
+        assert "(conversation_id=? AND item_id=?)" in await store._read(plan, statement)
 
 
 async def test_lock_refuses_expires_and_follows_the_holder(store):

@@ -353,7 +353,8 @@ def test_concurrent_clients_never_interleave(conv_server, upstream):
         response = next(r for r in done if r.output[0].id == answer.id)
         assert question.id == check_input_id(conv_server, response.id)
         # And each one saw every response before it: they ran one after the other.
-        seen = next(r["messages"] for r in upstream.requests if r["messages"][-1]["content"] == question.content[0].text)
+        asked = question.content[0].text
+        seen = next(r["messages"] for r in upstream.requests if r["messages"][-1]["content"] == asked)
         assert len(seen) == 2 * k + 1
 
 

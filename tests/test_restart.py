@@ -61,7 +61,8 @@ def test_sigkill_during_background_run(config, upstream, processes):
     second = ServerProcess(config, port=first.port).start()
     processes.append(second)
     with client_for(second) as client:
-        failed = client.responses.retrieve(running.id)
+        # Ended once the dead server's lease has run out.
+        failed = wait_until(lambda: (r := client.responses.retrieve(running.id)).status != "in_progress" and r)
         assert failed.status == "failed"
         assert RESTARTED in failed.error.message
         types = event_types(client, running.id)
@@ -102,3 +103,44 @@ def test_sigterm_drains_foreground_and_ends_background(config, upstream, process
         assert SHUTDOWN in ended.error.message
         assert event_types(client, running.id)[-1] == "response.failed"
         assert client.responses.retrieve(result["response"].id).status == "completed"
+
+
+def test_a_second_server_on_the_same_sqlite_file_leaves_running_runs_alone(config, upstream, processes):
+    first = ServerProcess(config).start()
+    processes.append(first)
+    upstream.script(Reply(text="steady " * 60, chunk_size=3, delay=0.04))
+    with client_for(first) as client:
+        running = client.responses.create(model="m", input="long", background=True)
+        wait_until(lambda: client.responses.retrieve(running.id).status == "in_progress")
+        second = ServerProcess(config).start()  # same file, another port
+        processes.append(second)
+        with client_for(second) as other:
+            done = wait_until(lambda: (r := other.responses.retrieve(running.id)).status != "in_progress" and r)
+        assert done.status == "completed"
+        assert done.output_text == "steady " * 60
+        sequence = [event.sequence_number for event in client.responses.retrieve(running.id, stream=True)]
+        assert sequence == list(range(len(sequence)))
+    assert "UNIQUE constraint" not in first.log_path.read_text()
+
+
+def test_a_cancel_sent_before_a_dead_servers_lease_runs_out_wins(tmp_path, upstream, processes):
+    config = write_config(
+        tmp_path / "continuo.toml",
+        database_url=f"sqlite:///{tmp_path / 'cancel.db'}",
+        upstream_url=upstream.url,
+        extra="[background]\nlease_seconds = 4\npoll_seconds = 0.2",
+    )
+    first = ServerProcess(config).start()
+    processes.append(first)
+    upstream.script(Reply(text="slow " * 200, chunk_size=3, delay=0.05))
+    with client_for(first) as client:
+        running = client.responses.create(model="m", input="long", background=True)
+        wait_until(lambda: client.responses.retrieve(running.id).status == "in_progress")
+    first.kill()
+    second = ServerProcess(config).start()
+    processes.append(second)
+    with client_for(second) as client:
+        assert client.responses.retrieve(running.id).status == "in_progress"  # its lease still holds
+        ended = client.responses.cancel(running.id)
+        assert ended.status == "cancelled"
+        assert event_types(client, running.id)[-1] == "response.cancelled"

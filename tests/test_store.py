@@ -198,3 +198,57 @@ async def test_delete_removes_items_and_events(store):
 
     for table in ("items", "events"):
         assert await store._read(count, table) == 0
+
+
+async def chain_of(store, turns: int, prefix: str = "resp_p") -> str:
+    previous = None
+    for i in range(turns):
+        await store.save_response(
+            "p", response(f"{prefix}{i}", previous, text_=f"o{i}"), [user(f"msg_{prefix}{i}", f"i{i}")]
+        )
+        previous = f"{prefix}{i}"
+    assert previous is not None
+    return previous
+
+
+async def test_input_items_pages_in_sql(store):
+    last = await chain_of(store, 60)
+    whole = texts(await store.chain_items("p", last))[:-1]  # the context: not its own output
+    for ascending in (True, False):
+        expected = whole if ascending else whole[::-1]
+        seen: list[str] = []
+        after = None
+        while True:
+            page = await store.input_items("p", last, limit=7, ascending=ascending, after=after)
+            assert page is not None and page.anchor_found and len(page.data) <= 7
+            seen += texts(page.data)
+            if not page.has_more:
+                break
+            after = page.data[-1]["id"]
+        assert seen == expected
+    statements: list[str] = []
+    event.listen(store.sync_engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    page = await store.input_items("p", last, limit=5, ascending=True, after="msg_out_resp_p29")
+    assert texts(page.data) == ["i30", "o30", "i31", "o31", "i32"] and page.has_more
+    # Paged by the database: every statement is limited, none reads the whole chain.
+    assert statements and all("LIMIT" in s.upper() for s in statements if "RECURSIVE" in s.upper())
+    missing = await store.input_items("p", last, limit=5, ascending=True, after="msg_nowhere")
+    assert missing is not None and not missing.anchor_found
+    assert await store.input_items("other", last, limit=5, ascending=True, after=None) is None
+
+
+async def test_a_large_read_leaves_the_event_loop(store):
+    if not store.is_sqlite:
+        pytest.skip("only SQLite reads run on the event loop")
+    import threading
+
+    def count(conn, upto: int) -> tuple[int, str]:
+        query = (
+            f"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {upto}) SELECT count(*) FROM c"
+        )
+        return conn.execute(text(query)).scalar(), threading.current_thread().name
+
+    small = await store._read(count, 10)
+    large = await store._read(count, 200_000)
+    assert small == (10, threading.current_thread().name)  # on the loop's own thread
+    assert large[0] == 200_000 and large[1].startswith("continuo-sqlite")  # moved to a worker

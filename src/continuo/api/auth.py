@@ -34,13 +34,35 @@ def _bearer(scope: Scope) -> str | None:
     return None
 
 
+async def _refuse(scope: Scope, receive: Receive, send: Send, response: Any) -> None:
+    """Answer a refused caller: the JSON error on HTTP; on a WebSocket the same JSON error
+    as the handshake's HTTP answer where the server can send one, else a refused handshake."""
+    if scope["type"] == "http":
+        await response(scope, receive, send)
+        return
+    if scope["type"] == "websocket" and "websocket.http.response" in scope.get("extensions", {}):
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()]
+        await send({"type": "websocket.http.response.start", "status": response.status_code, "headers": headers})
+        await send({"type": "websocket.http.response.body", "body": response.body})
+        return
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 1008})
+
+
 class AuthMiddleware:
+    """Refuses by default: every scope but the lifespan and plain HTTP outside ``/v1/``
+    (the health check) goes through the key check and the rate limit; a scope of any
+    other kind is refused outright."""
+
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+        kind = scope["type"]
+        if kind == "lifespan" or (kind == "http" and not scope["path"].startswith("/v1/")):
             await self.app(scope, receive, send)
+            return
+        if kind not in ("http", "websocket"):
             return
         state = scope["app"].state
         keyring: KeyRing = state.keyring
@@ -55,14 +77,14 @@ class AuthMiddleware:
                     "invalid_request_error",
                     "missing_api_key",
                 )
-                await response(scope, receive, send)
+                await _refuse(scope, receive, send, response)
                 return
             found = await keyring.project_of(token)
             if found is None:
                 # Which route, never which key.
-                log.warning("refused %s %s: unknown or revoked API key", scope["method"], scope["path"])
+                log.warning("refused %s %s: unknown or revoked API key", scope.get("method", kind), scope["path"])
                 response = _error("Incorrect API key provided.", 401, "invalid_request_error", "invalid_api_key")
-                await response(scope, receive, send)
+                await _refuse(scope, receive, send, response)
                 return
             project, caller = found, token
         if (wait := limiter.take(caller)) is not None:
@@ -73,7 +95,7 @@ class AuthMiddleware:
                 "rate_limit_exceeded",
                 headers={"retry-after": retry_after(wait)},
             )
-            await response(scope, receive, send)
+            await _refuse(scope, receive, send, response)
             return
         scope.setdefault("state", {})
         scope["state"]["project"] = project

@@ -194,11 +194,11 @@ class ConversationService:
         page = await self.store.conversation_items(project, conversation_id, limit=limit, order=order, after=after)
         if page is None:
             raise conversation_not_found(conversation_id)
-        if not page.after_found:
+        if not page.anchor_found:
             raise InvalidRequest(
                 f"No item with id '{after}' in this conversation.", param="after", code="invalid_value"
             )
-        return item_list(page.items, page.has_more)
+        return item_list(page.data, page.has_more)
 
     async def get_item(self, project: str, conversation_id: str, item_id: str) -> dict[str, Any]:
         exists, item = await self.store.conversation_item(project, conversation_id, item_id)

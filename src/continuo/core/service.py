@@ -159,23 +159,18 @@ class ResponsesService:
     async def input_items(
         self, project: str, response_id: str, *, limit: int = 20, order: str = "desc", after: str | None = None
     ) -> dict[str, Any]:
-        items = await self.store.input_items(project, response_id)
-        if items is None:
+        page = await self.store.input_items(project, response_id, limit=limit, ascending=order == "asc", after=after)
+        if page is None:
             raise not_found(response_id)
-        if order == "desc":
-            items.reverse()
-        if after is not None:
-            position = next((i for i, item in enumerate(items) if item.get("id") == after), None)
-            if position is None:
-                raise InvalidRequest(f"No item with id '{after}' in this list.", param="after", code="invalid_value")
-            items = items[position + 1 :]
-        page = items[:limit]
+        if not page.anchor_found:
+            raise InvalidRequest(f"No item with id '{after}' in this list.", param="after", code="invalid_value")
+        data = page.data
         return {
             "object": "list",
-            "data": page,
-            "first_id": page[0].get("id") if page else None,
-            "last_id": page[-1].get("id") if page else None,
-            "has_more": len(items) > limit,
+            "data": data,
+            "first_id": data[0].get("id") if data else None,
+            "last_id": data[-1].get("id") if data else None,
+            "has_more": page.has_more,
         }
 
     async def aclose(self) -> None:

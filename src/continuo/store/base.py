@@ -28,9 +28,12 @@ class Store(Protocol):
         """Inputs and outputs of the response and all its ancestors, oldest first.
         ``None`` when the response is not stored (for this project)."""
 
-    async def input_items(self, project: str, response_id: str) -> list[dict[str, Any]] | None:
-        """The context the response was made from: its ancestors' inputs and outputs,
-        then its own input, oldest first. ``None`` when it is not stored."""
+    async def input_items(
+        self, project: str, response_id: str, *, limit: int, ascending: bool, after: str | None
+    ) -> ItemPage | None:
+        """A page of the context the response was made from (its ancestors' inputs and
+        outputs, then its own input, oldest first in ascending order), after the item
+        ``after``. ``None`` when the response is not stored."""
 
     async def find_items(self, project: str, item_ids: list[str]) -> dict[str, dict[str, Any]]:
         """Stored items by id (the newest where an id was stored more than once)."""
@@ -140,17 +143,18 @@ class StoredEvent:
 
 
 @dataclass(slots=True)
+class ItemPage:
+    data: list[dict[str, Any]]
+    has_more: bool
+    # False when ``after`` named no item of the list.
+    anchor_found: bool = True
+
+
+@dataclass(slots=True)
 class ExpiredRun:
     project: str
     response_id: str
     cancel_requested: bool
-
-
-@dataclass(slots=True)
-class ItemPage:
-    items: list[dict[str, Any]]
-    has_more: bool
-    after_found: bool = True
 
 
 @dataclass(slots=True)

@@ -129,6 +129,6 @@ conversation_items = Table(
     Column("kind", SmallInteger, nullable=True),
     Column("item_position", Integer, nullable=True),
     Column("body", Text, nullable=True),
-    Index("ix_conversation_items_item_id", "conversation_id", "item_id"),
+    Index("ix_conversation_items_item_id", "conversation_id", "item_id", "position"),
     Index("ix_conversation_items_response_id", "response_id"),
 )

@@ -15,13 +15,6 @@ from continuo.store.ops import conversations, keys, responses, runs
 
 
 class SQLStore(Database):
-    async def open(self) -> None:
-        await super().open()
-        if self.is_sqlite:
-            # One process per SQLite file: no foreground response of an earlier life of
-            # this server is still running, so its conversation locks are stale.
-            await self._write(conversations.clear_timed_locks)
-
     # -- responses --------------------------------------------------------------------
 
     async def save_response(self, project: str, response: dict[str, Any], input_items: list[dict[str, Any]]) -> None:
@@ -36,8 +29,10 @@ class SQLStore(Database):
     async def chain_items(self, project: str, response_id: str) -> list[dict[str, Any]] | None:
         return await self._read(responses.chain, project, response_id, True)
 
-    async def input_items(self, project: str, response_id: str) -> list[dict[str, Any]] | None:
-        return await self._read(responses.chain, project, response_id, False)
+    async def input_items(
+        self, project: str, response_id: str, *, limit: int, ascending: bool, after: str | None
+    ) -> ItemPage | None:
+        return await self._read(responses.input_items_page, project, response_id, limit, ascending, after)
 
     async def find_items(self, project: str, item_ids: list[str]) -> dict[str, dict[str, Any]]:
         if not item_ids:

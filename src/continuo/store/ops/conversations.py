@@ -222,7 +222,7 @@ def page(conn: Connection, project: str, cid: str, limit: int, order: str, after
     else:
         found = conn.execute(POSITION_OF, {"cid": cid, "item_id": after}).scalar()
         if found is None:
-            return ItemPage([], False, after_found=False)
+            return ItemPage([], False, anchor_found=False)
         bound = int(found)
     statement = PAGE_ASC if order == "asc" else PAGE_DESC
     bodies = [body for (body,) in conn.execute(statement, {"cid": cid, "bound": bound, "n": limit + 1})]
@@ -265,15 +265,6 @@ def acquire(conn: Connection, project: str, cid: str, response_id: str, until_us
 
 def release(conn: Connection, response_id: str) -> None:
     conn.execute(RELEASE, {"response_id": response_id})
-
-
-def clear_timed_locks(conn: Connection) -> None:
-    """A server that starts alone on its database has no foreground response in flight."""
-    conn.execute(
-        update(conversations)
-        .where(conversations.c.active_until_us.is_not(None))
-        .values(active_response_id=None, active_until_us=None)
-    )
 
 
 # -- a response's items, on the response's own save paths --------------------------------------

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, bindparam, delete, literal, select
+from sqlalchemy import Connection, bindparam, delete, literal, select, tuple_
 from sqlalchemy import insert as sql_insert
 
-from continuo.store.base import StoredEvent
+from continuo.store.base import ItemPage, StoredEvent
 from continuo.store.ops import conversations
 from continuo.store.schema import INPUT, OUTPUT, items, now_us, responses
 from continuo.store.schema import events as events_table
@@ -61,18 +61,23 @@ GET_RESPONSE = (
 )
 
 
-def chain_statement() -> Any:
+def chain_cte() -> Any:
+    """The response and its ancestors, with their depth (0: the response itself)."""
     chain = (
         select(responses.c.id, responses.c.previous_response_id, literal(0).label("depth"))
         .where(responses.c.id == bindparam("response_id"), responses.c.project == bindparam("project"))
         .cte("chain", recursive=True)
     )
     parent = responses.alias("parent")
-    chain = chain.union_all(
+    return chain.union_all(
         select(parent.c.id, parent.c.previous_response_id, chain.c.depth + 1).where(
             parent.c.id == chain.c.previous_response_id, parent.c.project == bindparam("project")
         )
     )
+
+
+def chain_statement() -> Any:
+    chain = chain_cte()
     return (
         select(chain.c.depth, items.c.kind, items.c.body)
         .select_from(chain.outerjoin(items, items.c.response_id == chain.c.id))
@@ -136,3 +141,68 @@ def chain(conn: Connection, project: str, response_id: str, own_output: bool) ->
 def find(conn: Connection, project: str, item_ids: list[str]) -> dict[str, dict[str, Any]]:
     rows = conn.execute(FIND_ITEMS, {"item_ids": item_ids, "project": project}).all()
     return {item_id: orjson.loads(body) for item_id, body in rows}
+
+
+# -- input_items, paged in SQL: keyset on (-depth, kind, position), the listing order ------
+
+
+def _order(chain: Any, ascending: bool) -> tuple[Any, ...]:
+    if ascending:
+        return (chain.c.depth.desc(), items.c.kind.asc(), items.c.position.asc())
+    return (chain.c.depth.asc(), items.c.kind.desc(), items.c.position.desc())
+
+
+def _key(chain: Any) -> Any:
+    return tuple_(-chain.c.depth, items.c.kind, items.c.position)
+
+
+def _page_statement(ascending: bool, after: bool) -> Any:
+    chain = chain_cte()
+    key = _key(chain)
+    query = (
+        select(-chain.c.depth, items.c.kind, items.c.position, items.c.body)
+        .select_from(chain.join(items, items.c.response_id == chain.c.id))
+        .where((chain.c.depth > 0) | (items.c.kind == INPUT))
+    )
+    if after:
+        anchor = tuple_(bindparam("k0"), bindparam("k1"), bindparam("k2"))
+        query = query.where(key > anchor if ascending else key < anchor)
+    order = _order(chain, ascending)
+    return query.order_by(*order).limit(bindparam("limit"))
+
+
+def _anchor_statement(ascending: bool) -> Any:
+    chain = chain_cte()
+    query = (
+        select(-chain.c.depth, items.c.kind, items.c.position)
+        .select_from(chain.join(items, items.c.response_id == chain.c.id))
+        .where((chain.c.depth > 0) | (items.c.kind == INPUT), items.c.item_id == bindparam("after"))
+    )
+    order = _order(chain, ascending)
+    return query.order_by(*order).limit(1)
+
+
+PAGES = {
+    (ascending, after): _page_statement(ascending, after) for ascending in (True, False) for after in (True, False)
+}
+ANCHORS = {ascending: _anchor_statement(ascending) for ascending in (True, False)}
+EXISTS = select(responses.c.id).where(
+    responses.c.id == bindparam("response_id"), responses.c.project == bindparam("project")
+)
+
+
+def input_items_page(
+    conn: Connection, project: str, response_id: str, limit: int, ascending: bool, after: str | None
+) -> ItemPage | None:
+    """One page of the context a response was made from; ``None`` when it is not stored.
+    Only the page's rows (and one more, to tell whether more follow) are read and parsed."""
+    params: dict[str, Any] = {"response_id": response_id, "project": project, "limit": limit + 1}
+    if conn.execute(EXISTS, params).first() is None:
+        return None
+    if after is not None:
+        anchor = conn.execute(ANCHORS[ascending], params | {"after": after}).first()
+        if anchor is None:
+            return ItemPage([], False, anchor_found=False)
+        params |= {"k0": anchor[0], "k1": anchor[1], "k2": anchor[2]}
+    rows = conn.execute(PAGES[(ascending, after is not None)], params).all()
+    return ItemPage([orjson.loads(row[3]) for row in rows[:limit]], len(rows) > limit)

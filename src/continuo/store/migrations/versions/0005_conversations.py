@@ -41,7 +41,7 @@ def upgrade() -> None:
         sa.Column("item_position", sa.Integer, nullable=True),
         sa.Column("body", sa.Text, nullable=True),
     )
-    op.create_index("ix_conversation_items_item_id", "conversation_items", ["conversation_id", "item_id"])
+    op.create_index("ix_conversation_items_item_id", "conversation_items", ["conversation_id", "item_id", "position"])
     op.create_index("ix_conversation_items_response_id", "conversation_items", ["response_id"])
 
 
