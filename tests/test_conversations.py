@@ -397,3 +397,39 @@ def test_two_replicas_refuse_the_second_response(upstream, tmp_path):
             assert sent(upstream)[-3:] == ["bg", "slow " * 100, "c"]
     finally:
         nodes.close()
+
+
+def _status_or_none(client: openai.OpenAI, response_id: str) -> str | None:
+    try:
+        return client.responses.retrieve(response_id).status
+    except openai.NotFoundError:
+        return None
+
+
+def _create_when_free(client: openai.OpenAI, conversation_id: str, text: str) -> Any:
+    try:
+        return client.responses.create(model="m", input=text, conversation=conversation_id)
+    except openai.BadRequestError as exc:
+        assert exc.body["code"] == "conversation_locked"  # type: ignore[index]
+        return None
+
+
+@pytest.mark.parametrize("store", [True, False])
+def test_client_gone_mid_stream_appends_nothing_and_releases(alpha, upstream, store):
+    conversation = alpha.conversations.create(items=[user("ctx")])
+    upstream.script(Reply(text="w" * 400, chunk_size=2, delay=0.05))
+    stream = alpha.responses.create(model="m", input="go", conversation=conversation.id, stream=True, store=store)
+    response_id = None
+    for event in stream:
+        if event.type == "response.created":
+            response_id = event.response.id
+        if event.type == "response.output_text.delta":
+            break
+    stream.close()  # and hang up
+    assert response_id is not None
+    wait_until(lambda: upstream.disconnects == 1)
+    if store:
+        assert wait_until(lambda: _status_or_none(alpha, response_id) == "cancelled")
+    wait_until(lambda: _create_when_free(alpha, conversation.id, "after"))
+    assert sent(upstream) == ["ctx", "after"]
+    assert texts(alpha.conversations.items.list(conversation.id, order="asc").data) == ["ctx", "after", "echo: after"]
