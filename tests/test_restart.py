@@ -128,7 +128,7 @@ def test_a_cancel_sent_before_a_dead_servers_lease_runs_out_wins(tmp_path, upstr
         tmp_path / "continuo.toml",
         database_url=f"sqlite:///{tmp_path / 'cancel.db'}",
         upstream_url=upstream.url,
-        extra="[background]\nlease_seconds = 4\npoll_seconds = 0.2",
+        extra="[background]\nlease_seconds = 10\npoll_seconds = 0.2",
     )
     first = ServerProcess(config).start()
     processes.append(first)
