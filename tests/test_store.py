@@ -76,7 +76,8 @@ async def test_chain_branches_and_input_items(store):
     await store.save_response("p", response("resp_3", "resp_1", text_="o3"), [user("msg_3", "i3")])
     assert texts(await store.chain_items("p", "resp_2")) == ["i1", "o1", "i2", "o2"]
     assert texts(await store.chain_items("p", "resp_3")) == ["i1", "o1", "i3", "o3"]
-    assert texts((await store.input_items("p", "resp_3", limit=20, ascending=True, after=None)).data) == ["i1", "o1", "i3"]
+    page = await store.input_items("p", "resp_3", limit=20, ascending=True, after=None)
+    assert texts(page.data) == ["i1", "o1", "i3"]
     assert await store.chain_items("other", "resp_3") is None
     found = await store.find_items("p", ["msg_out_resp_1", "msg_2", "missing"])
     assert set(found) == {"msg_out_resp_1", "msg_2"}
