@@ -157,6 +157,11 @@ class Database:
             self.engine = create_async_engine(self.url, pool_size=pool_size)
 
     @property
+    def sqlite_path(self) -> str:
+        """The SQLite file (processes sharing it find each other by it)."""
+        return make_url(self.url).database or ""
+
+    @property
     def sync_engine(self) -> Engine:
         """The engine whose events fire for every statement (tests count statements)."""
         if self.inline is not None:
