@@ -19,7 +19,7 @@ import pytest
 from tests.support.configs import write_config
 from tests.support.fake_chat import Reply
 from tests.support.process import ServerProcess
-from tests.test_background import wait_until
+from tests.support.waits import wait_until
 
 
 @pytest.fixture
