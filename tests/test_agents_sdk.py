@@ -54,3 +54,53 @@ async def test_agent_chains_with_previous_response_id(server, upstream):
         last = sync.responses.retrieve(result.last_response_id)
     assert last.previous_response_id is not None
     assert [m["role"] for m in upstream.requests[-1]["messages"]] == ["system", "user", "assistant", "tool"]
+
+
+def plain_agent(server) -> tuple[object, openai.AsyncOpenAI]:
+    agents.set_tracing_disabled(True)
+    client = openai.AsyncOpenAI(base_url=f"{server.url}/v1", api_key="k", max_retries=0)
+    model = agents.OpenAIResponsesModel(model="gpt-test", openai_client=client)
+    return agents.Agent(name="rememberer", instructions="Remember names.", model=model), client
+
+
+def contents(request: dict) -> list[str]:
+    return [m["content"] if isinstance(m["content"], str) else m["content"][0]["text"] for m in request["messages"]]
+
+
+async def test_openai_conversations_session_three_turns(server, upstream):
+    """The session keeps the history in Continuo's Conversations API: the third turn's
+    answer rests on what the first turn said."""
+    agent, client = plain_agent(server)
+    session = agents.OpenAIConversationsSession(openai_client=client)
+    upstream.script(Reply(text="Nice to meet you, Ada."), Reply(text="It is sunny."), Reply(text="Your name is Ada."))
+    first = await agents.Runner.run(agent, "My name is Ada.", session=session)
+    second = await agents.Runner.run(agent, "How is the weather?", session=session)
+    third = await agents.Runner.run(agent, "What is my name?", session=session)
+    assert [first.final_output, second.final_output, third.final_output] == [
+        "Nice to meet you, Ada.",
+        "It is sunny.",
+        "Your name is Ada.",
+    ]
+    assert contents(upstream.requests[2]) == [
+        "Remember names.",
+        "My name is Ada.",
+        "Nice to meet you, Ada.",
+        "How is the weather?",
+        "It is sunny.",
+        "What is my name?",
+    ]
+    stored = await client.conversations.items.list(session.session_id, order="asc")
+    assert len(stored.data) == 6
+    await session.clear_session()
+
+
+async def test_runner_with_a_server_side_conversation(server, upstream):
+    """``conversation_id`` on a run: the SDK sends only the new input, Continuo adds the
+    history."""
+    agent, client = plain_agent(server)
+    conversation = await client.conversations.create()
+    upstream.script(Reply(text="Hello Ada."), Reply(text="Your name is Ada."))
+    await agents.Runner.run(agent, "My name is Ada.", conversation_id=conversation.id)
+    third = await agents.Runner.run(agent, "What is my name?", conversation_id=conversation.id)
+    assert third.final_output == "Your name is Ada."
+    assert contents(upstream.last) == ["Remember names.", "My name is Ada.", "Hello Ada.", "What is my name?"]

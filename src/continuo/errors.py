@@ -59,3 +59,19 @@ class UpstreamFailure(APIError):
 
     status = 502
     type = "server_error"
+
+
+def conversation_not_found(conversation_id: str, param: str = "conversation_id") -> NotFound:
+    return NotFound(f"Conversation with id '{conversation_id}' not found.", param=param)
+
+
+def conversation_unavailable(conversation_id: str, reason: str) -> APIError:
+    """Why a response cannot run on a conversation: it is ``missing`` or ``locked``."""
+    if reason == "missing":
+        return conversation_not_found(conversation_id, param="conversation")
+    # OpenAI's answer while another response is in progress on the conversation.
+    return InvalidRequest(
+        "Another process is currently operating on this conversation. Please retry in a few seconds.",
+        param="conversation",
+        code="conversation_locked",
+    )

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from continuo.backends import create_backend
 from continuo.config import Config
 from continuo.core.background import BackgroundRunner
+from continuo.core.conversations import ConversationService
 from continuo.core.driver import RunDriver
 from continuo.core.fetch import Fetcher
 from continuo.core.keys import KeyRing
@@ -35,6 +36,7 @@ class Services:
     service: ResponsesService
     keyring: KeyRing
     limiter: Limiter
+    conversations: ConversationService
 
     @classmethod
     async def open(cls, config: Config) -> Services:
@@ -57,7 +59,9 @@ class Services:
             log.warning("no API key is configured: the server is open to anyone who can reach it")
         counts: LimitCounts = store if config.limits.redis_url is None else RedisLimitCounts(config.limits.redis_url)
         limiter = Limiter(config.limits, counts)
-        return cls(config, store, notifier, router, fetcher, background, service, keyring, limiter)
+        return cls(
+            config, store, notifier, router, fetcher, background, service, keyring, limiter, ConversationService(store)
+        )
 
     async def aclose(self) -> None:
         # Foreground requests have drained by now (the server waits for them).

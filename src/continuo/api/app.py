@@ -22,6 +22,7 @@ def create_app(config: Config) -> Starlette:
         app.state.service = services.service
         app.state.keyring = services.keyring
         app.state.limiter = services.limiter
+        app.state.conversations = services.conversations
         try:
             yield
         finally:

@@ -5,11 +5,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from continuo.api.conversations import ROUTES as CONVERSATION_ROUTES
+from continuo.api.params import json_body as _json_body
+from continuo.api.params import limit as _limit
+from continuo.api.params import order as _order
+from continuo.api.params import project as _project
 from continuo.api.responses import json_response, sse_response
 from continuo.core.builder import Event
 from continuo.core.limits import Limiter
@@ -20,12 +24,6 @@ from continuo.errors import APIError, InvalidRequest, NotFound
 def _service(request: Request) -> ResponsesService:
     service: ResponsesService = request.app.state.service
     return service
-
-
-def _project(request: Request) -> str:
-    # Set by AuthMiddleware: the project of the caller's key ("" on an open server).
-    project: str = request.state.project
-    return project
 
 
 async def _stream(request: Request, events: AsyncIterator[Event]) -> Response:
@@ -46,40 +44,6 @@ async def _stream(request: Request, events: AsyncIterator[Event]) -> Response:
             await limiter.close_stream(slot)
 
     return sse_response(held())
-
-
-def _too_large(limit: int) -> APIError:
-    return APIError(
-        f"Request body too large: the limit is {limit} bytes.",
-        status=413,
-        type="invalid_request_error",
-        code="request_too_large",
-    )
-
-
-async def _json_body(request: Request) -> Any:
-    limit: int = request.app.state.config.server.max_body_bytes
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit():
-        if int(declared) > limit:
-            raise _too_large(limit)
-        body = await request.body()  # the server never reads past the declared length
-    else:
-        chunks = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise _too_large(limit)
-            chunks.append(chunk)
-        body = b"".join(chunks)
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise InvalidRequest(
-            "We could not parse the JSON body of your request. The body must be valid JSON.",
-            code="invalid_json",
-        ) from None
 
 
 async def create_response(request: Request) -> Response:
@@ -134,32 +98,12 @@ async def delete_response(request: Request) -> Response:
     return json_response(result)
 
 
-def _limit(request: Request) -> int:
-    raw = request.query_params.get("limit", "20")
-    try:
-        limit = int(raw)
-    except ValueError:
-        raise InvalidRequest(
-            f"Invalid 'limit': expected an integer, got '{raw}'.", param="limit", code="invalid_type"
-        ) from None
-    if not 1 <= limit <= 100:
-        raise InvalidRequest(
-            f"Invalid 'limit': expected a value between 1 and 100, got {limit}.", param="limit", code="invalid_value"
-        )
-    return limit
-
-
 async def list_input_items(request: Request) -> Response:
-    order = request.query_params.get("order", "desc")
-    if order not in ("asc", "desc"):
-        raise InvalidRequest(
-            f"Invalid value: '{order}'. Supported values are: 'asc', 'desc'.", param="order", code="invalid_value"
-        )
     page = await _service(request).input_items(
         _project(request),
         request.path_params["response_id"],
         limit=_limit(request),
-        order=order,
+        order=_order(request),
         after=request.query_params.get("after"),
     )
     return json_response(page)
@@ -195,6 +139,7 @@ ROUTES = [
     Route("/v1/responses/{response_id}", delete_response, methods=["DELETE"]),
     Route("/v1/responses/{response_id}/cancel", cancel_response, methods=["POST"]),
     Route("/v1/responses/{response_id}/input_items", list_input_items, methods=["GET"]),
+    *CONVERSATION_ROUTES,
     Route("/v1/models", list_models, methods=["GET"]),
     Route("/v1/models/{model:path}", get_model, methods=["GET"]),
     Route("/healthz", healthz, methods=["GET"]),

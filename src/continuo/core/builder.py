@@ -35,7 +35,7 @@ def new_response(request: CreateRequest, response_id: str, created_at: int) -> d
         "status": Status.IN_PROGRESS,
         "background": request.background,
         "completed_at": None,
-        "conversation": None,
+        "conversation": None if request.conversation is None else {"id": request.conversation},
         "error": None,
         "incomplete_details": None,
         "instructions": request.instructions,

@@ -1,12 +1,16 @@
-"""What the model sees: the stored chain, then the new input with references resolved."""
+"""What the model sees: the stored chain (or the conversation), then the new input with
+references resolved."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from continuo.core.request import CreateRequest
+from continuo.core import conversations
 from continuo.errors import InvalidRequest
 from continuo.store.base import Store
+
+if TYPE_CHECKING:
+    from continuo.core.request import CreateRequest
 
 
 async def resolve_input(store: Store, project: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -31,11 +35,15 @@ async def resolve_input(store: Store, project: str, items: list[dict[str, Any]])
 
 
 async def build_context(store: Store, project: str, request: CreateRequest) -> list[dict[str, Any]]:
-    """``previous.input + previous.output``, recursively, then this request's input.
+    """``previous.input + previous.output``, recursively, or the conversation's items,
+    then this request's input.
 
-    Replaces ``request.input`` by its resolved form, which is what gets stored.
+    Replaces ``request.input`` by its resolved form, which is what gets stored. A
+    background response reads its conversation when it runs, not here.
     """
     history: list[dict[str, Any]] = []
+    if request.conversation is not None and not request.background:
+        history = await conversations.history(store, project, request)
     if request.previous_response_id is not None:
         chain = await store.chain_items(project, request.previous_response_id)
         if chain is None:

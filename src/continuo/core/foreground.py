@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from continuo.backends.base import DeltaStream
+from continuo.core import conversations
 from continuo.core.builder import Event, ResponseBuilder
 from continuo.core.driver import Job, RunDriver, upstream_failure
 from continuo.core.status import Status
@@ -25,7 +26,11 @@ class _Keep:
 
     async def persist(self, builder: ResponseBuilder, closing: list[Event]) -> None:
         if self.job.request.store:
+            # Also appends to the response's conversation and releases it, in one transaction.
             await self.store.save_response(self.job.project, builder.response, self.job.request.input)
+        else:
+            # [conversations hook 3] store:false still appends to its conversation
+            await conversations.save_unstored(self.store, self.job.project, self.job.request, builder.response)
 
 
 class JSONSink(_Keep):
@@ -54,7 +59,11 @@ class QueueSink(_Keep):
 async def answer(driver: RunDriver, store: Store, job: Job, upstream: DeltaStream) -> dict[str, Any]:
     """Run the opened call to the end and return the finished Response, or raise the
     HTTP error."""
-    await driver.run(job, JSONSink(store, job), upstream)
+    try:
+        await driver.run(job, JSONSink(store, job), upstream)
+    finally:
+        # [conversations hook 4] every way out lets the conversation go
+        await conversations.release(store, job.request, job.response["id"])
     response = job.response
     if response["status"] == Status.FAILED:
         if job.error is not None:
@@ -77,6 +86,8 @@ def stream(
         try:
             await driver.run(job, sink, upstream)
         finally:
+            # [conversations hook 5] every way out lets the conversation go
+            await conversations.release(store, job.request, job.response["id"])
             await sink.queue.put(None)
 
     task = asyncio.get_running_loop().create_task(produce())

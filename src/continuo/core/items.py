@@ -37,16 +37,16 @@ def user_message(text: str) -> dict[str, Any]:
     }
 
 
-def normalize_input(value: Any) -> list[dict[str, Any]]:
+def normalize_input(value: Any, param: str = "input") -> list[dict[str, Any]]:
     """Validate ``input`` (a string or a list of items) and return normalized items."""
     if value is None:
         return []
     if isinstance(value, str):
         items = [user_message(value)]
     elif isinstance(value, list):
-        items = [_normalize_item(item, f"input[{i}]") for i, item in enumerate(value)]
+        items = [_normalize_item(item, f"{param}[{i}]") for i, item in enumerate(value)]
     else:
-        raise invalid_type("input", "a string or an array of input items", value)
+        raise invalid_type(param, "a string or an array of input items", value)
     for item in items:
         if item["type"] != "item_reference" and not item.get("id"):
             item["id"] = new_item_id(item["type"])

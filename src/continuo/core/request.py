@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from continuo.core import conversations
 from continuo.core import validation as v
 from continuo.core.items import normalize_input
 from continuo.errors import InvalidRequest
@@ -28,6 +29,7 @@ class CreateRequest:
     input: list[dict[str, Any]]
     instructions: str | None = None
     previous_response_id: str | None = None
+    conversation: str | None = None
     store: bool = True
     stream: bool = False
     background: bool = False
@@ -55,14 +57,9 @@ def parse_create_request(body: Any, max_input_items: int = 4096) -> CreateReques
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
     v.check_json(body)
-    if body.get("conversation") is not None:
-        raise InvalidRequest(
-            "Conversations are not supported by this server yet.",
-            param="conversation",
-            code="unsupported_parameter",
-        )
     model = v.req_str(body, "model")
     previous = v.opt_str(body, "previous_response_id")
+    conversation = conversations.parse_param(body)
     raw_input = body.get("input")
     if isinstance(raw_input, list) and len(raw_input) > max_input_items:
         raise InvalidRequest(
@@ -72,7 +69,7 @@ def parse_create_request(body: Any, max_input_items: int = 4096) -> CreateReques
             code="array_above_max_length",
         )
     items = normalize_input(raw_input)
-    if not items and previous is None:
+    if not items and previous is None and conversation is None:
         raise v.missing("input")
     instructions = body.get("instructions")
     if instructions is not None and not isinstance(instructions, str):
@@ -83,6 +80,7 @@ def parse_create_request(body: Any, max_input_items: int = 4096) -> CreateReques
         input=items,
         instructions=instructions,
         previous_response_id=previous,
+        conversation=conversation,
         store=bool(v.opt_bool(body, "store", True)),
         stream=bool(v.opt_bool(body, "stream", False)),
         background=bool(v.opt_bool(body, "background", False)),
@@ -91,7 +89,7 @@ def parse_create_request(body: Any, max_input_items: int = 4096) -> CreateReques
         parallel_tool_calls=bool(v.opt_bool(body, "parallel_tool_calls", True)),
         text=_text(body.get("text")),
         reasoning=_reasoning(body.get("reasoning")),
-        metadata=_metadata(body.get("metadata")),
+        metadata=v.metadata(body.get("metadata")),
         max_output_tokens=v.opt_int(body, "max_output_tokens", minimum=1),
         max_tool_calls=v.opt_int(body, "max_tool_calls", minimum=1),
         temperature=v.opt_number(body, "temperature", minimum=0, maximum=2),
@@ -143,38 +141,6 @@ def _pass_through(body: dict[str, Any]) -> dict[str, Any]:
         if (value := v.opt_number(body, name, minimum=-2, maximum=2)) is not None:
             extra[name] = value
     return extra
-
-
-def _metadata(value: Any) -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise v.invalid_type("metadata", "an object", value)
-    if len(value) > 16:
-        raise InvalidRequest(
-            "Invalid 'metadata': too many properties. Expected an object with at most 16 "
-            f"properties, but got an object with {len(value)} properties instead.",
-            param="metadata",
-            code="object_above_max_properties",
-        )
-    for key, item in value.items():
-        if len(key) > 64:
-            raise InvalidRequest(
-                f"Invalid 'metadata': key '{key[:80]}' is too long. Expected a key of at most "
-                f"64 characters, but got {len(key)} characters instead.",
-                param="metadata",
-                code="invalid_value",
-            )
-        if not isinstance(item, str):
-            raise v.invalid_type(f"metadata.{key}", "a string", item)
-        if len(item) > 512:
-            raise InvalidRequest(
-                f"Invalid 'metadata.{key}': string too long. Expected a string with maximum "
-                f"length 512, but got a string with length {len(item)} instead.",
-                param=f"metadata.{key}",
-                code="string_above_max_length",
-            )
-    return dict(value)
 
 
 def _function_tool(tool: dict[str, Any], where: str) -> dict[str, Any]:

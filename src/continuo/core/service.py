@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from continuo.backends.base import UpstreamError
+from continuo.core import conversations
 from continuo.core.background import BackgroundRunner
 from continuo.core.builder import Event, ResponseBuilder, new_response
 from continuo.core.context import build_context
@@ -60,24 +61,33 @@ class ResponsesService:
         after that a run reports failures in the Response itself."""
         request = parse_create_request(body, self.max_input_items)
         self.driver.router.resolve(request.model)  # an unknown model is a 400 before anything else
-        items = await build_context(self.store, project, request)
-        if request.background:
-            if not request.store:
-                raise InvalidRequest(
-                    "Background responses must be stored: 'background' requires 'store' to be true.",
-                    param="store",
-                    code="invalid_value",
-                )
-            queued = await self.background.enqueue(project, request, body)
-            if request.stream:
-                return Answer(events=self._follow(project, queued["id"], -1))
-            return Answer(body=queued)
-        response = new_response(request, new_id("resp"), int(time.time()))
-        job = self.driver.job(project, request, items, ResponseBuilder(response, emit=request.stream))
+        response_id = new_id("resp")
+        # [conversations hook 1] hold the conversation before reading it (foreground only;
+        # a background response takes it in Store.create_background)
+        await conversations.acquire(self.store, project, request, response_id)
         try:
-            upstream = await self.driver.open(job)
-        except UpstreamError as exc:
-            raise upstream_failure(exc) from None
+            items = await build_context(self.store, project, request)
+            if request.background:
+                if not request.store:
+                    raise InvalidRequest(
+                        "Background responses must be stored: 'background' requires 'store' to be true.",
+                        param="store",
+                        code="invalid_value",
+                    )
+                queued = await self.background.enqueue(project, request, body)
+                if request.stream:
+                    return Answer(events=self._follow(project, queued["id"], -1))
+                return Answer(body=queued)
+            response = new_response(request, response_id, int(time.time()))
+            job = self.driver.job(project, request, items, ResponseBuilder(response, emit=request.stream))
+            try:
+                upstream = await self.driver.open(job)
+            except UpstreamError as exc:
+                raise upstream_failure(exc) from None
+        except BaseException:
+            # [conversations hook 2] no run will end this response: let the conversation go
+            await conversations.release(self.store, request, response_id)
+            raise
         if not request.stream:
             return Answer(body=await answer(self.driver, self.store, job, upstream))
         return Answer(events=stream(self.driver, self.store, job, upstream, self.tasks))

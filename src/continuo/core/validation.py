@@ -159,3 +159,36 @@ def opt_dict(body: dict[str, Any], key: str, param: str | None = None) -> dict[s
     if value is not None and not isinstance(value, dict):
         raise invalid_type(param or key, "an object", value)
     return value
+
+
+def metadata(value: Any, param: str = "metadata") -> dict[str, str]:
+    """Metadata: at most 16 string values, keys of at most 64 characters, values of at most 512."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise invalid_type(param, "an object", value)
+    if len(value) > 16:
+        raise InvalidRequest(
+            f"Invalid '{param}': too many properties. Expected an object with at most 16 "
+            f"properties, but got an object with {len(value)} properties instead.",
+            param=param,
+            code="object_above_max_properties",
+        )
+    for key, item in value.items():
+        if len(key) > 64:
+            raise InvalidRequest(
+                f"Invalid '{param}': key '{key[:80]}' is too long. Expected a key of at most "
+                f"64 characters, but got {len(key)} characters instead.",
+                param=param,
+                code="invalid_value",
+            )
+        if not isinstance(item, str):
+            raise invalid_type(f"{param}.{key}", "a string", item)
+        if len(item) > 512:
+            raise InvalidRequest(
+                f"Invalid '{param}.{key}': string too long. Expected a string with maximum "
+                f"length 512, but got a string with length {len(item)} instead.",
+                param=f"{param}.{key}",
+                code="string_above_max_length",
+            )
+    return dict(value)

@@ -16,7 +16,9 @@ class Store(Protocol):
     async def ping(self) -> bool: ...
 
     async def save_response(self, project: str, response: dict[str, Any], input_items: list[dict[str, Any]]) -> None:
-        """Persist a finished response: its object, its own new input, its output."""
+        """Persist a finished response: its object, its own new input, its output. With a
+        ``conversation`` in the response, its items are appended to that conversation and
+        the conversation's lock released, in the same transaction."""
 
     async def get_response(self, project: str, response_id: str) -> dict[str, Any] | None: ...
 
@@ -67,7 +69,8 @@ class Store(Protocol):
         from_statuses: tuple[str, ...] = ("in_progress",),
     ) -> bool:
         """Save the final state and events of a run whose status is one of
-        ``from_statuses``; False (and nothing written) when it is not."""
+        ``from_statuses``; False (and nothing written) when it is not. Appends to the
+        response's conversation and releases its lock as ``save_response`` does."""
 
     async def append_events(self, response_id: str, events: list[StoredEvent]) -> None: ...
 
@@ -85,6 +88,51 @@ class Store(Protocol):
 
     async def expired_runs(self, now_us: int) -> list[ExpiredRun]:
         """In-progress runs whose owner stopped renewing its lease."""
+
+    # -- conversations ----------------------------------------------------------------------
+
+    async def create_conversation(
+        self, project: str, conversation_id: str, metadata: dict[str, str], items: list[dict[str, Any]]
+    ) -> dict[str, Any]: ...
+
+    async def get_conversation(self, project: str, conversation_id: str) -> dict[str, Any] | None: ...
+
+    async def update_conversation(
+        self, project: str, conversation_id: str, metadata: dict[str, str]
+    ) -> dict[str, Any] | None: ...
+
+    async def delete_conversation(self, project: str, conversation_id: str) -> bool: ...
+
+    async def add_conversation_items(
+        self, project: str, conversation_id: str, items: list[dict[str, Any]], *, release: str | None = None
+    ) -> bool:
+        """Append items the conversation owns, releasing ``release``'s lock; False when
+        there is no such conversation."""
+
+    async def conversation_history(self, project: str, conversation_id: str) -> list[dict[str, Any]] | None:
+        """Every item of the conversation, oldest first; None when there is none such."""
+
+    async def conversation_items(
+        self, project: str, conversation_id: str, *, limit: int, order: str, after: str | None
+    ) -> ItemPage | None: ...
+
+    async def conversation_item(
+        self, project: str, conversation_id: str, item_id: str
+    ) -> tuple[bool, dict[str, Any] | None]:
+        """(whether the conversation exists, the item or None)."""
+
+    async def delete_conversation_item(
+        self, project: str, conversation_id: str, item_id: str
+    ) -> tuple[dict[str, Any] | None, bool]:
+        """(the conversation or None, whether an item was removed)."""
+
+    async def acquire_conversation(
+        self, project: str, conversation_id: str, response_id: str, until_us: int | None
+    ) -> str:
+        """Take the conversation's in-progress lock: "ok", "locked" or "missing"."""
+
+    async def release_conversation(self, response_id: str) -> None:
+        """Release whatever conversation lock ``response_id`` holds."""
 
 
 @dataclass(slots=True)

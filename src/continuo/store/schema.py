@@ -112,3 +112,43 @@ stream_slots = Table(
     Column("expires_at_us", BigInteger, nullable=False),
     Index("ix_stream_slots_key", "key"),
 )
+
+# Conversations: a list of item references. ``next_position`` hands out positions, so an
+# append touches one row and what it adds; ``active_response_id`` is the in-progress lock
+# (free when NULL, when ``active_until_us`` passed, or, with no time limit, when that
+# response is no longer queued or in progress).
+conversations = Table(
+    "conversations",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("project", String(128), nullable=False, server_default=""),
+    Column("created_at_us", BigInteger, nullable=False),
+    Column("metadata", Text, nullable=False),
+    Column("next_position", BigInteger, nullable=False, server_default="0"),
+    Column("active_response_id", String(64), nullable=True),
+    Column("active_until_us", BigInteger, nullable=True),
+    Index("ix_conversations_active_response_id", "active_response_id"),
+)
+
+# One row per item of a conversation. It either points at an item of a stored response
+# (``response_id``, ``kind``, ``item_position``: the ``items`` row, stored once) or holds
+# the item itself (``body``: added to the conversation directly, or left by a deleted
+# response).
+conversation_items = Table(
+    "conversation_items",
+    metadata,
+    Column(
+        "conversation_id",
+        String(64),
+        ForeignKey("conversations.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("position", BigInteger, primary_key=True),
+    Column("item_id", String(128), nullable=False),
+    Column("response_id", String(64), nullable=True),
+    Column("kind", SmallInteger, nullable=True),
+    Column("item_position", Integer, nullable=True),
+    Column("body", Text, nullable=True),
+    Index("ix_conversation_items_item_id", "conversation_id", "item_id", "position"),
+    Index("ix_conversation_items_response_id", "response_id"),
+)

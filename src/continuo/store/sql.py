@@ -12,7 +12,7 @@ from typing import Any
 from continuo.ids import ITEM_ID_MAX, well_formed
 from continuo.store.base import ClaimedRun, ExpiredRun, ItemPage, StoredEvent, StoredKey
 from continuo.store.engine import Database
-from continuo.store.ops import keys, limits, responses, runs
+from continuo.store.ops import conversations, keys, limits, responses, runs
 
 
 class SQLStore(Database):
@@ -106,6 +106,55 @@ class SQLStore(Database):
 
     async def expired_runs(self, now_us: int) -> list[ExpiredRun]:
         return await self._read(runs.expired, now_us)
+
+    # -- conversations ----------------------------------------------------------------
+
+    async def create_conversation(
+        self, project: str, conversation_id: str, metadata: dict[str, str], items: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        return await self._write(conversations.create, project, conversation_id, metadata, items)
+
+    async def get_conversation(self, project: str, conversation_id: str) -> dict[str, Any] | None:
+        return await self._read(conversations.get, project, conversation_id)
+
+    async def update_conversation(
+        self, project: str, conversation_id: str, metadata: dict[str, str]
+    ) -> dict[str, Any] | None:
+        return await self._write(conversations.update_metadata, project, conversation_id, metadata)
+
+    async def delete_conversation(self, project: str, conversation_id: str) -> bool:
+        return await self._write(conversations.delete_conversation, project, conversation_id)
+
+    async def add_conversation_items(
+        self, project: str, conversation_id: str, items: list[dict[str, Any]], *, release: str | None = None
+    ) -> bool:
+        return await self._write(conversations.add_items, project, conversation_id, items, release)
+
+    async def conversation_history(self, project: str, conversation_id: str) -> list[dict[str, Any]] | None:
+        return await self._read(conversations.history, project, conversation_id)
+
+    async def conversation_items(
+        self, project: str, conversation_id: str, *, limit: int, order: str, after: str | None
+    ) -> ItemPage | None:
+        return await self._read(conversations.page, project, conversation_id, limit, order, after)
+
+    async def conversation_item(
+        self, project: str, conversation_id: str, item_id: str
+    ) -> tuple[bool, dict[str, Any] | None]:
+        return await self._read(conversations.get_item, project, conversation_id, item_id)
+
+    async def delete_conversation_item(
+        self, project: str, conversation_id: str, item_id: str
+    ) -> tuple[dict[str, Any] | None, bool]:
+        return await self._write(conversations.delete_item, project, conversation_id, item_id)
+
+    async def acquire_conversation(
+        self, project: str, conversation_id: str, response_id: str, until_us: int | None
+    ) -> str:
+        return await self._write(conversations.acquire, project, conversation_id, response_id, until_us)
+
+    async def release_conversation(self, response_id: str) -> None:
+        await self._write(conversations.release, response_id)
 
     # -- API keys ---------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from sqlalchemy import Connection, bindparam, delete, literal, select, tuple_
 from sqlalchemy import insert as sql_insert
 
 from continuo.store.base import ItemPage, StoredEvent
+from continuo.store.ops import conversations
 from continuo.store.schema import INPUT, OUTPUT, items, now_us, responses
 from continuo.store.schema import events as events_table
 
@@ -100,6 +101,8 @@ def save(conn: Connection, project: str, response: dict[str, Any], input_items: 
     conn.execute(INSERT_RESPONSE, response_row(project, response))
     if rows:
         conn.execute(INSERT_ITEMS, rows)
+    input_refs = [(i, item.get("id", "")) for i, item in enumerate(input_items)]
+    conversations.append_response(conn, project, response, input_refs, response["output"])
 
 
 def get(conn: Connection, project: str, response_id: str) -> dict[str, Any] | None:
@@ -115,6 +118,9 @@ def delete_response(conn: Connection, project: str, response_id: str) -> bool:
     # Items and events go with their response (ON DELETE CASCADE where the database
     # honours it; explicitly as well, so the outcome never depends on a pragma).
     owned = select(responses.c.id).where(responses.c.id == response_id, responses.c.project == project)
+    if conn.execute(owned).first() is None:
+        return False
+    conversations.detach_response(conn, response_id)
     conn.execute(delete(items).where(items.c.response_id.in_(owned.scalar_subquery())))
     conn.execute(delete(events_table).where(events_table.c.response_id.in_(owned.scalar_subquery())))
     result = conn.execute(delete(responses).where(responses.c.id == response_id, responses.c.project == project))

@@ -9,7 +9,9 @@ import orjson
 from sqlalchemy import Connection, bindparam, delete, func, select, update
 from sqlalchemy import insert as sql_insert
 
+from continuo.errors import conversation_unavailable
 from continuo.store.base import ClaimedRun, ExpiredRun, StoredEvent
+from continuo.store.ops import conversations
 from continuo.store.ops.responses import (
     INSERT_ITEMS,
     INSERT_RESPONSE,
@@ -47,6 +49,11 @@ def create_background(
     request: dict[str, Any],
     stored: list[StoredEvent],
 ) -> None:
+    if (cid := conversations.conversation_of(response)) is not None:
+        # Held from now until the run ends (tied to its status, not to a time limit).
+        outcome = conversations.acquire(conn, project, cid, response["id"], None)
+        if outcome != "ok":
+            raise conversation_unavailable(cid, outcome)
     conn.execute(INSERT_RESPONSE, response_row(project, response, request=dumps(request), queued_at_us=now_us()))
     if input_items:
         conn.execute(INSERT_ITEMS, item_rows(response["id"], INPUT, input_items))
@@ -88,11 +95,15 @@ def claim(
     first = next_sequence(conn, response_id)
     began = begin(response, first)
     write_run(conn, response_id, response, began)
+    context = chain(conn, project, response_id, False) or []
+    if (cid := conversations.conversation_of(response)) is not None:
+        # The conversation as it is now: it has been held for this run since it was queued.
+        context = (conversations.history(conn, project, cid) or []) + context
     return ClaimedRun(
         project=project,
         response=response,
         request=orjson.loads(request) if request else {},
-        context=chain(conn, project, response_id, False) or [],
+        context=context,
         next_sequence=first + len(began),
     )
 
@@ -123,6 +134,11 @@ def finish(
     if not taken.rowcount:
         return False
     write_run(conn, response_id, response, stored)
+    if conversations.conversation_of(response) is not None:
+        project = conn.execute(select(responses.c.project).where(responses.c.id == response_id)).scalar_one()
+        output = [item for item in response["output"] if item.get("status") != "in_progress"]
+        refs = conversations.stored_input_refs(conn, response_id)
+        conversations.append_response(conn, project, response, refs, output)
     return True
 
 

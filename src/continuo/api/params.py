@@ -1,0 +1,75 @@
+"""What the routes read from a request: the caller's project, the JSON body (within the
+size limit), list parameters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+
+from continuo.errors import APIError, InvalidRequest
+
+
+def project(request: Request) -> str:
+    # Set by AuthMiddleware: the project of the caller's key ("" on an open server).
+    project: str = request.state.project
+    return project
+
+
+def too_large(limit: int) -> APIError:
+    return APIError(
+        f"Request body too large: the limit is {limit} bytes.",
+        status=413,
+        type="invalid_request_error",
+        code="request_too_large",
+    )
+
+
+async def json_body(request: Request) -> Any:
+    limit: int = request.app.state.config.server.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit():
+        if int(declared) > limit:
+            raise too_large(limit)
+        body = await request.body()  # the server never reads past the declared length
+    else:
+        chunks = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise too_large(limit)
+            chunks.append(chunk)
+        body = b"".join(chunks)
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise InvalidRequest(
+            "We could not parse the JSON body of your request. The body must be valid JSON.",
+            code="invalid_json",
+        ) from None
+
+
+def limit(request: Request) -> int:
+    raw = request.query_params.get("limit", "20")
+    try:
+        limit = int(raw)
+    except ValueError:
+        raise InvalidRequest(
+            f"Invalid 'limit': expected an integer, got '{raw}'.", param="limit", code="invalid_type"
+        ) from None
+    if not 1 <= limit <= 100:
+        raise InvalidRequest(
+            f"Invalid 'limit': expected a value between 1 and 100, got {limit}.", param="limit", code="invalid_value"
+        )
+    return limit
+
+
+def order(request: Request) -> str:
+    value = request.query_params.get("order", "desc")
+    if value not in ("asc", "desc"):
+        raise InvalidRequest(
+            f"Invalid value: '{value}'. Supported values are: 'asc', 'desc'.", param="order", code="invalid_value"
+        )
+    return value
