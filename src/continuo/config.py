@@ -62,6 +62,10 @@ class SecurityConfig:
     allow_private_urls: bool = False
     fetch_max_bytes: int = 20 * 1024 * 1024
     fetch_timeout: float = 10.0
+    # Long contexts: the environment variable holding the key(s) that seal compaction
+    # items (comma-separated; the first seals, all open). Unset: a key generated on first
+    # start and kept in the database.
+    compaction_key_env: str | None = None
 
 
 @dataclass(slots=True)
@@ -104,6 +108,8 @@ class ModelConfig:
     name: str
     provider: str
     upstream_model: str | None = None
+    # Long contexts: the model's context window in tokens (the embedded model knows its own).
+    context_window: int | None = None
 
 
 @dataclass(slots=True)

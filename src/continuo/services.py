@@ -9,12 +9,17 @@ from dataclasses import dataclass
 from continuo.backends import create_backend
 from continuo.config import Config
 from continuo.core.background import BackgroundRunner
+from continuo.core.compaction import Compactor
 from continuo.core.driver import RunDriver
 from continuo.core.fetch import Fetcher
 from continuo.core.keys import KeyRing
 from continuo.core.limits import Limiter
+from continuo.core.long_context import LongContextService
 from continuo.core.routing import Router
+from continuo.core.sealing import load_sealer
 from continuo.core.service import ResponsesService
+from continuo.core.tokens import TokenCounter
+from continuo.core.window import Window
 from continuo.notify import LocalNotifier, Notifier
 from continuo.store.pg_notify import PostgresNotifier
 from continuo.store.sql import SQLStore
@@ -33,6 +38,7 @@ class Services:
     service: ResponsesService
     keyring: KeyRing
     limiter: Limiter
+    long_context: LongContextService
 
     @classmethod
     async def open(cls, config: Config) -> Services:
@@ -43,13 +49,19 @@ class Services:
         await notifier.start()
         fetcher = Fetcher(config.security)
         driver = RunDriver(router, fetcher)
+        counter = TokenCounter()
+        compactor = Compactor(driver, counter, await load_sealer(store, config.security.compaction_key_env))
+        driver.window = Window(counter, compactor)
+        long_context = LongContextService(store, driver, driver.window, compactor, config.limits.max_input_items)
         background = BackgroundRunner(store, driver, notifier, config.background)
         await background.start()
         service = ResponsesService(store, driver, notifier, background, max_input_items=config.limits.max_input_items)
         keyring = KeyRing(store, config.keys)
         if not await keyring.required():
             log.warning("no API key is configured: the server is open to anyone who can reach it")
-        return cls(config, store, notifier, router, fetcher, background, service, keyring, Limiter(config.limits))
+        return cls(
+            config, store, notifier, router, fetcher, background, service, keyring, Limiter(config.limits), long_context
+        )
 
     async def aclose(self) -> None:
         # Foreground requests have drained by now (the server waits for them).

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from continuo.api import long_context
 from continuo.api.responses import json_response, sse_response
 from continuo.core.builder import Event
 from continuo.core.limits import Limiter
@@ -178,6 +179,7 @@ async def healthz(request: Request) -> Response:
 
 ROUTES = [
     Route("/v1/responses", create_response, methods=["POST"]),
+    *long_context.LONG_CONTEXT_ROUTES,
     Route("/v1/responses/{response_id}", get_response, methods=["GET"]),
     Route("/v1/responses/{response_id}", delete_response, methods=["DELETE"]),
     Route("/v1/responses/{response_id}/cancel", cancel_response, methods=["POST"]),

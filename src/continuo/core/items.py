@@ -21,6 +21,7 @@ ITEM_TYPES = (
     "item_reference",
     "custom_tool_call",
     "custom_tool_call_output",
+    "compaction",
 )
 INPUT_PARTS = ("input_text", "input_image", "input_file")
 ASSISTANT_PARTS = ("output_text", "refusal", "input_text")
@@ -92,6 +93,9 @@ def _normalize_item(raw: Any, where: str) -> dict[str, Any]:
             raise invalid_type(f"{where}.content", "an array", content)
     elif kind == "item_reference":
         _require_str(item, "id", where)
+    elif kind == "compaction":
+        # Opened (and verified) when the context is built: core/compaction.py.
+        _require_str(item, "encrypted_content", where)
     return item
 
 

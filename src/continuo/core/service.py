@@ -61,6 +61,8 @@ class ResponsesService:
         request = parse_create_request(body, self.max_input_items)
         self.driver.router.resolve(request.model)  # an unknown model is a 400 before anything else
         items = await build_context(self.store, project, request)
+        if self.driver.window is not None:
+            self.driver.window.compactor.expand(project, items)  # a compaction item that does not open: 400 now
         if request.background:
             if not request.store:
                 raise InvalidRequest(

@@ -137,3 +137,10 @@ class KeyStore(Protocol):
         """The project of an active key with this hash."""
 
     async def has_active_keys(self) -> bool: ...
+
+
+class SecretStore(Protocol):
+    async def get_secret(self, name: str) -> str | None: ...
+
+    async def ensure_secret(self, name: str, value: str) -> str:
+        """The secret named ``name``, kept as ``value`` if there was none yet."""

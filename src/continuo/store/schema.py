@@ -92,3 +92,13 @@ api_keys = Table(
     Column("created_at_us", BigInteger, nullable=False),
     Column("revoked_at_us", BigInteger, nullable=True),
 )
+
+# Secrets the server makes for itself (the key that seals compaction items when none is
+# configured), by name. Written once; read at start.
+server_secrets = Table(
+    "server_secrets",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("created_at_us", BigInteger, nullable=False),
+)

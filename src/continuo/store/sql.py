@@ -11,7 +11,7 @@ from typing import Any
 
 from continuo.store.base import ClaimedRun, ExpiredRun, ItemPage, StoredEvent, StoredKey
 from continuo.store.engine import Database
-from continuo.store.ops import keys, responses, runs
+from continuo.store.ops import keys, responses, runs, secrets
 
 
 class SQLStore(Database):
@@ -107,3 +107,11 @@ class SQLStore(Database):
 
     async def has_active_keys(self) -> bool:
         return await self._read(keys.has_keys)
+
+    # -- server secrets ---------------------------------------------------------------
+
+    async def get_secret(self, name: str) -> str | None:
+        return await self._read(secrets.get_secret, name)
+
+    async def ensure_secret(self, name: str, value: str) -> str:
+        return await self._write(secrets.ensure_secret, name, value)
