@@ -127,8 +127,9 @@ class Compactor:
         kept = [i for i in payload.get("items", []) if isinstance(i, dict)]
         kept_ids = {i.get("id") for i in kept}
         before = [i for i in items[:last] if is_instruction(i) and not is_summary(i) and i.get("id") not in kept_ids]
-        summary = summary_message(str(items[last].get("id") or new_id("cmp")), str(payload.get("summary", "")))
-        return [*before, summary, *kept, *items[last + 1 :]]
+        text = str(payload.get("summary") or "")
+        summary = [summary_message(str(items[last].get("id") or new_id("cmp")), text)] if text else []
+        return [*before, *summary, *kept, *items[last + 1 :]]
 
     # -- making one ---------------------------------------------------------------------
 
