@@ -50,6 +50,7 @@ def _config(exact_url: str, estimated_url: str, db: Any, **security: Any) -> Any
             "providers": [provider("exact", exact_url), provider("estimated", estimated_url)],
             "models": [
                 {"name": "gpt-small", "provider": "exact", "context_window": 120},
+                {"name": "gpt-mid", "provider": "exact", "context_window": 300},
                 {"name": "gpt-est", "provider": "estimated"},
                 {"name": "gpt-est-small", "provider": "estimated", "context_window": 300},
                 {"name": "*", "provider": "exact"},
@@ -61,7 +62,9 @@ def _config(exact_url: str, estimated_url: str, db: Any, **security: Any) -> Any
 @pytest.fixture(scope="module")
 def lc_server(fakes, tmp_path_factory) -> Iterator[ServerThread]:
     exact, estimated, exact_url, estimated_url = fakes
-    running = ServerThread(create_app(_config(exact_url, estimated_url, tmp_path_factory.mktemp("lc") / "c.db"))).start()
+    running = ServerThread(
+        create_app(_config(exact_url, estimated_url, tmp_path_factory.mktemp("lc") / "c.db"))
+    ).start()
     yield running
     running.stop()
 
@@ -143,7 +146,9 @@ def test_input_tokens_errors(lc, up):
         lc.responses.input_tokens.count(model="gpt-4.1", previous_response_id="resp_missing", input="x")
     assert _error(exc.value)["code"] == "previous_response_not_found"
     with pytest.raises(openai.BadRequestError) as exc:
-        lc.responses.input_tokens.count(model="gpt-4.1", input=[{"type": "compaction", "encrypted_content": "cs1.AAAA"}])
+        lc.responses.input_tokens.count(
+            model="gpt-4.1", input=[{"type": "compaction", "encrypted_content": "cs1.AAAA"}]
+        )
     assert _error(exc.value)["code"] == "invalid_encrypted_content"
 
 
@@ -199,16 +204,40 @@ def test_truncation_auto_when_even_the_newest_item_cannot_fit_is_a_400(lc, up):
     assert up.requests == []
 
 
-def test_truncation_keeps_a_long_chain_answering(lc, up):
+def test_a_200_turn_chain_keeps_answering_with_truncation_auto(lc, up):
     previous = None
-    for i in range(12):
+    for i in range(200):
         response = lc.responses.create(
             model="gpt-small", input=f"turn {i}: {LONG}", previous_response_id=previous, truncation="auto"
         )
         assert response.status == "completed"
-        assert fake_token_count(up.last["messages"]) <= 120
+        sent = up.last["messages"]
+        assert fake_token_count(sent) <= 120 and sent[-1]["content"] == f"turn {i}: {LONG}"
         previous = response.id
-    assert f"turn {i}:" in up.last["messages"][-1]["content"]
+    with pytest.raises(openai.BadRequestError):  # the chain itself is far past the window
+        lc.responses.create(model="gpt-small", input="x", previous_response_id=previous)
+
+
+def test_a_200_turn_chain_keeps_answering_with_context_management(lc, up):
+    previous = None
+    compactions = 0
+    for i in range(200):
+        response = lc.responses.create(
+            model="gpt-mid",
+            input=f"turn {i}: {LONG}",
+            previous_response_id=previous,
+            context_management=[{"type": "compaction", "compact_threshold": 200}],
+        )
+        assert response.status == "completed"
+        compactions += response.output[0].type == "compaction"
+        sent = up.last["messages"]
+        assert fake_token_count(sent) <= 200 and sent[-1]["content"] == f"turn {i}: {LONG}"
+        previous = response.id
+    assert compactions >= 40
+    # Each summary call read the previous summary: what was compacted is carried forward.
+    summary_calls = [r for r in up.requests if r["messages"][0]["content"] == INSTRUCTIONS]
+    assert len(summary_calls) == compactions
+    assert all(SUMMARY_HEADER in r["messages"][1]["content"] for r in summary_calls[1:])
 
 
 # -- compaction -------------------------------------------------------------------------------
@@ -286,7 +315,11 @@ def test_a_changed_or_foreign_compaction_item_is_a_400(lc, up, fakes, tmp_path):
     for bad in (tampered, "plain summary text", ""):
         with pytest.raises(openai.BadRequestError) as exc:
             lc.responses.create(
-                model="gpt-4.1", input=[{"type": "compaction", "id": item.id, "encrypted_content": bad}, {"role": "user", "content": "hi"}]
+                model="gpt-4.1",
+                input=[
+                    {"type": "compaction", "id": item.id, "encrypted_content": bad},
+                    {"role": "user", "content": "hi"},
+                ],
             )
         error = _error(exc.value)
         assert error["code"] == "invalid_encrypted_content" and error["param"] == "input[0]"
@@ -299,7 +332,9 @@ def test_a_changed_or_foreign_compaction_item_is_a_400(lc, up, fakes, tmp_path):
     # Another server (its own key, here from the environment) cannot open it either.
     os.environ[KEY_ENV] = "another-servers-key"
     _, _, exact_url, estimated_url = fakes
-    other = ServerThread(create_app(_config(exact_url, estimated_url, tmp_path / "o.db", compaction_key_env=KEY_ENV))).start()
+    other = ServerThread(
+        create_app(_config(exact_url, estimated_url, tmp_path / "o.db", compaction_key_env=KEY_ENV))
+    ).start()
     try:
         with openai.OpenAI(base_url=f"{other.url}/v1", api_key="k", max_retries=0) as foreign:
             with pytest.raises(openai.BadRequestError) as exc:
@@ -369,5 +404,24 @@ def test_context_management_is_validated(lc, up):
         lc.responses.create(model="gpt-4.1", input="x", context_management=[{"type": "forget"}])
     assert _error(exc.value)["param"] == "context_management[0].type"
     with pytest.raises(openai.BadRequestError) as exc:
-        lc.responses.create(model="gpt-4.1", input="x", context_management=[{"type": "compaction", "compact_threshold": 0}])
+        lc.responses.create(
+            model="gpt-4.1", input="x", context_management=[{"type": "compaction", "compact_threshold": 0}]
+        )
     assert _error(exc.value)["param"] == "context_management[0].compact_threshold"
+
+
+def test_truncation_never_keeps_an_output_without_its_call_wherever_the_cut_falls(lc, up):
+    for pad, size in [(p, s) for p in range(0, 40, 10) for s in range(4, 40, 8)]:
+        items = [
+            {"role": "user", "content": "w " * pad},
+            {"type": "function_call", "call_id": "c1", "name": "get_weather", "arguments": '{"city": "Oslo"}'},
+            {"type": "function_call", "call_id": "c2", "name": "get_weather", "arguments": '{"city": "Rome"}'},
+            {"type": "function_call_output", "call_id": "c1", "output": "rain " * size},
+            {"type": "function_call_output", "call_id": "c2", "output": "sun " * size},
+            {"role": "user", "content": "and Paris? " + "x " * 30},
+        ]
+        lc.responses.create(model="gpt-small", input=items, truncation="auto", max_output_tokens=10)
+        sent = up.last["messages"]
+        called = {c["id"] for m in sent for c in m.get("tool_calls") or ()}
+        answered = {m["tool_call_id"] for m in sent if m["role"] == "tool"}
+        assert called == answered, (pad, size)

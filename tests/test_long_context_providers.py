@@ -115,7 +115,11 @@ def test_responses_provider_context_management(rc, rfake):
     rfake.script(Reply(text="SUMMARY"), Reply(text="ok"))
     response = rc.responses.create(
         model="any",
-        input=[{"role": "user", "content": f"q {WORDS}"}, {"role": "assistant", "content": "a"}, {"role": "user", "content": "next"}],
+        input=[
+            {"role": "user", "content": f"q {WORDS}"},
+            {"role": "assistant", "content": "a"},
+            {"role": "user", "content": "next"},
+        ],
         context_management=[{"type": "compaction", "compact_threshold": 50}],
     )
     assert [o.type for o in response.output] == ["compaction", "message"]

@@ -25,20 +25,14 @@ from continuo.core.request import CreateRequest
 from continuo.core.sealing import Sealer
 from continuo.core.status import Status
 from continuo.core.tokens import TokenCounter
-from continuo.errors import APIError
+from continuo.errors import InvalidRequest, UpstreamFailure
 from continuo.ids import new_id
 
-INSTRUCTIONS = """You are compacting a long conversation between a user and an AI assistant \
-so that it can continue in a much shorter context. The conversation so far is above. \
-Write a summary that lets the assistant carry on as if it still had the whole \
-conversation. Keep, as concise facts:
-- the user's goals and the task in progress, and what is still left to do;
-- every fact, name, number, preference or constraint the user gave;
-- decisions taken and their reasons, and the results obtained so far;
-- tool calls made, what they returned, and any call still waiting for its result;
-- the assistant's own commitments and open questions.
-Leave out greetings, repetition and anything no later turn needs. Write plain text in the \
-conversation's language, without addressing the user."""
+INSTRUCTIONS = """Compact the conversation above so it can go on in a short context. \
+Write a summary that lets the assistant continue as if it had the whole conversation. Keep: \
+the user's goals and the task in progress; every fact, name, number or preference the user \
+gave; decisions and results so far; tool calls made, their results, and calls still waiting; \
+open questions. Leave out greetings and repetition. Plain text, no preamble."""
 
 REQUEST = "Write the summary of the conversation above now, following the instructions."
 SUMMARY_HEADER = "Summary of the earlier part of this conversation (compacted):\n\n"
@@ -155,9 +149,10 @@ class Compactor:
             if job.error is not None:
                 raise upstream_failure(job.error)
             error = response.get("error") or {}
-            raise APIError(
-                f"Compaction failed: {error.get('message', 'the summary call failed')}", code=error.get("code")
-            )
+            message = f"Compaction failed: {error.get('message', 'the summary call failed')}"
+            if error.get("code") == "context_length_exceeded":
+                raise InvalidRequest(message, param="input", code="context_length_exceeded")
+            raise UpstreamFailure(message, code="compaction_failed")
         texts = [
             part.get("text", "")
             for item in response["output"]
