@@ -16,7 +16,9 @@ from tests.support.servers import ServerThread
 
 pytest.importorskip("xllamacpp", reason="xllamacpp is not installed (scripts/install.sh installs it)")
 
-from continuo.backends import local  # noqa: E402
+import itertools
+
+from continuo.backends import local
 
 if local.default_model_path() is None:
     pytest.skip("the local model is not installed (scripts/install.sh installs it)", allow_module_level=True)
@@ -130,7 +132,7 @@ def test_a_long_chain_keeps_answering_with_truncation_auto(small):
     responses, seconds = _chain(small, "tiny", TRUNCATION_CTX, truncation="auto")
     print(f"\n{TURNS} turns with truncation auto at n_ctx {TRUNCATION_CTX}: {seconds:.1f} s")
     inputs = [r.usage.input_tokens for r in responses]
-    cuts = sum(1 for a, b in zip(inputs, inputs[1:], strict=False) if b < a)
+    cuts = sum(1 for a, b in itertools.pairwise(inputs) if b < a)
     assert cuts >= 3  # the window was crossed again and again
     # The whole chain is far past the window: without truncation it is refused.
     with pytest.raises(openai.BadRequestError) as exc:

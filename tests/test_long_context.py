@@ -61,7 +61,7 @@ def _config(exact_url: str, estimated_url: str, db: Any, **security: Any) -> Any
 
 @pytest.fixture(scope="module")
 def lc_server(fakes, tmp_path_factory) -> Iterator[ServerThread]:
-    exact, estimated, exact_url, estimated_url = fakes
+    _exact, _estimated, exact_url, estimated_url = fakes
     running = ServerThread(
         create_app(_config(exact_url, estimated_url, tmp_path_factory.mktemp("lc") / "c.db"))
     ).start()
