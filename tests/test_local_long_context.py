@@ -86,6 +86,12 @@ def test_counts_equal_the_models_own_prompt_tokens(small):
     assert chained.input_tokens == second.usage.input_tokens > alone.input_tokens
 
 
+def test_what_the_model_cannot_take_is_a_400_when_counting_too(small):
+    image = {"type": "input_image", "image_url": "data:image/png;base64,iVBORw0KGgo="}
+    with pytest.raises(openai.BadRequestError):
+        small.responses.input_tokens.count(model="local", input=[{"role": "user", "content": [image]}])
+
+
 def test_over_the_window_is_a_400_before_the_model_runs(small):
     with pytest.raises(openai.BadRequestError) as exc:
         small.responses.create(model="local", input="word " * 600, max_output_tokens=2)

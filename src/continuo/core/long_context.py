@@ -9,10 +9,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from continuo.backends.base import UpstreamError
 from continuo.core.builder import ResponseBuilder, new_response
 from continuo.core.compaction import Compactor
 from continuo.core.context import build_context
-from continuo.core.driver import Job, RunDriver
+from continuo.core.driver import Job, RunDriver, upstream_failure
 from continuo.core.request import CreateRequest, parse_create_request
 from continuo.core.validation import missing
 from continuo.core.window import Window
@@ -69,8 +70,11 @@ class LongContextService:
         items opened, ``truncation: "auto"`` applied; no compaction is run to count)."""
         request = self._parse(body, model_required=False)
         job = await self._job(project, request)
-        items = await self.window.prepare(job, compact=False)
-        count = await self.window.count(job, items)
+        try:
+            items = await self.window.prepare(job, compact=False)
+            count = await self.window.count(job, items)
+        except UpstreamError as exc:  # the backend's tokenizer failed or refused the input
+            raise upstream_failure(exc) from None
         return {"object": "response.input_tokens", "input_tokens": count}
 
     async def compact(self, body: Any, project: str) -> dict[str, Any]:
@@ -79,7 +83,10 @@ class LongContextService:
         job = await self._job(project, request)
         items = self.compactor.expand(project, job.context)
         window = self.window.counter.window(job.route)
-        instructions, item, usage = await self.compactor.compact(project, request, items, window)
+        try:
+            instructions, item, usage = await self.compactor.compact(project, request, items, window)
+        except UpstreamError as exc:
+            raise upstream_failure(exc) from None
         return {
             "id": new_id("resp"),
             "object": "response.compaction",
