@@ -4,6 +4,7 @@ generated key that outlives a restart (kept in the database)."""
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import text
 
 from continuo.core.sealing import Sealer, load_sealer
 from continuo.errors import InvalidRequest
@@ -32,16 +33,21 @@ def test_rotation_new_key_first_old_key_still_opens():
         Sealer(["new"]).open("p", old)  # the old key retired
 
 
-async def test_the_generated_key_is_kept_in_the_database(tmp_path, monkeypatch):
-    url = f"sqlite:///{tmp_path / 'c.db'}"
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+async def test_the_generated_key_is_kept_in_the_database(database, tmp_path, monkeypatch, request):
+    url = f"sqlite:///{tmp_path / 'c.db'}" if database == "sqlite" else request.getfixturevalue("pg_url")
     store = SQLStore(url, migrate=True)
     await store.open()
+    await store._write(lambda conn: conn.execute(text("DELETE FROM server_secrets")))
     token = (await load_sealer(store, None)).seal("p", PAYLOAD)
     await store.close()
     again = SQLStore(url, migrate=True)
     await again.open()
     try:
         assert (await load_sealer(again, None)).open("p", token) == PAYLOAD  # same key after a restart
+        # Two replicas starting at once keep one key: the first one made wins.
+        kept = await again.get_secret("compaction_key")
+        assert kept is not None and await again.ensure_secret("compaction_key", "another") == kept
         # An environment key takes over sealing; the kept key still opens older items.
         monkeypatch.setenv("CONTINUO_TEST_SEAL", "from-env")
         configured = await load_sealer(again, "CONTINUO_TEST_SEAL")
