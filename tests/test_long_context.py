@@ -51,6 +51,7 @@ def _config(exact_url: str, estimated_url: str, db: Any, **security: Any) -> Any
             "models": [
                 {"name": "gpt-small", "provider": "exact", "context_window": 120},
                 {"name": "gpt-mid", "provider": "exact", "context_window": 300},
+                {"name": "gpt-tiny", "provider": "exact", "context_window": 60},
                 {"name": "gpt-est", "provider": "estimated"},
                 {"name": "gpt-est-small", "provider": "estimated", "context_window": 300},
                 {"name": "*", "provider": "exact"},
@@ -425,3 +426,34 @@ def test_truncation_never_keeps_an_output_without_its_call_wherever_the_cut_fall
         called = {c["id"] for m in sent for c in m.get("tool_calls") or ()}
         answered = {m["tool_call_id"] for m in sent if m["role"] == "tool"}
         assert called == answered, (pad, size)
+
+
+def test_a_background_run_compacts_too(lc, up):
+    up.script(Reply(text="SUMMARY"), Reply(text="background answer"))
+    events = list(
+        lc.responses.create(
+            model="gpt-4.1",
+            input=[*_turns(2), {"role": "user", "content": "go on"}],
+            context_management=[{"type": "compaction", "compact_threshold": 50}],
+            background=True,
+            stream=True,
+        )
+    )
+    final = events[-1].response
+    assert events[-1].type == "response.completed"
+    assert [o.type for o in final.output] == ["compaction", "message"]
+    assert [o.type for o in lc.responses.retrieve(final.id).output] == ["compaction", "message"]
+
+
+def test_a_summary_that_cannot_fit_the_window_is_a_400_not_a_500(lc, up):
+    with pytest.raises(openai.BadRequestError) as exc:
+        lc.responses.create(
+            model="gpt-tiny",
+            input=[
+                {"role": "user", "content": "one two three"},
+                {"role": "assistant", "content": "four"},
+                {"role": "user", "content": "five"},
+            ],
+            context_management=[{"type": "compaction", "compact_threshold": 5}],
+        )
+    assert _error(exc.value)["code"] == "context_length_exceeded"
