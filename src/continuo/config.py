@@ -71,6 +71,10 @@ class SecurityConfig:
     # A server whose keys were all revoked stays closed unless this is true; then it is
     # open again while no key is active (as before the first key was created).
     reopen_without_active_keys: bool = False
+    # Long contexts: the environment variable holding the key(s) that seal compaction
+    # items (comma-separated; the first seals, all open). Unset: a key generated on first
+    # start and kept in the database.
+    compaction_key_env: str | None = None
 
 
 @dataclass(slots=True)
@@ -115,6 +119,8 @@ class ModelConfig:
     name: str
     provider: str
     upstream_model: str | None = None
+    # Long contexts: the model's context window in tokens (the embedded model knows its own).
+    context_window: int | None = None
 
 
 @dataclass(slots=True)

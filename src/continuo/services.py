@@ -9,13 +9,18 @@ from dataclasses import dataclass
 from continuo.backends import create_backend
 from continuo.config import Config
 from continuo.core.background import BackgroundRunner
+from continuo.core.compaction import Compactor
 from continuo.core.conversations import ConversationService
 from continuo.core.driver import RunDriver
 from continuo.core.fetch import Fetcher
 from continuo.core.keys import KeyRing
 from continuo.core.limits import LimitCounts, Limiter
+from continuo.core.long_context import LongContextService
 from continuo.core.routing import Router
+from continuo.core.sealing import load_sealer
 from continuo.core.service import ResponsesService
+from continuo.core.tokens import TokenCounter
+from continuo.core.window import Window
 from continuo.notify import Notifier
 from continuo.notify_ipc import SocketNotifier
 from continuo.store.pg_notify import PostgresNotifier
@@ -37,6 +42,7 @@ class Services:
     keyring: KeyRing
     limiter: Limiter
     conversations: ConversationService
+    long_context: LongContextService
 
     @classmethod
     async def open(cls, config: Config) -> Services:
@@ -49,6 +55,10 @@ class Services:
         await notifier.start()
         fetcher = Fetcher(config.security)
         driver = RunDriver(router, fetcher)
+        counter = TokenCounter()
+        compactor = Compactor(driver, counter, await load_sealer(store, config.security.compaction_key_env))
+        driver.window = Window(counter, compactor)
+        long_context = LongContextService(store, driver, driver.window, compactor, config.limits.max_input_items)
         background = BackgroundRunner(store, driver, notifier, config.background)
         await background.start()
         service = ResponsesService(store, driver, notifier, background, max_input_items=config.limits.max_input_items)
@@ -60,7 +70,17 @@ class Services:
         counts: LimitCounts = store if config.limits.redis_url is None else RedisLimitCounts(config.limits.redis_url)
         limiter = Limiter(config.limits, counts)
         return cls(
-            config, store, notifier, router, fetcher, background, service, keyring, limiter, ConversationService(store)
+            config,
+            store,
+            notifier,
+            router,
+            fetcher,
+            background,
+            service,
+            keyring,
+            limiter,
+            ConversationService(store),
+            long_context,
         )
 
     async def aclose(self) -> None:

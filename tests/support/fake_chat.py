@@ -48,6 +48,23 @@ class Reply:
     reasoning_field: str = "reasoning_content"
 
 
+def fake_token_count(messages: list[dict[str, Any]], tools: Any = None) -> int:
+    """The fake's own tokenizer: 4 per message, 1 per word of its text and tool calls,
+    2 for the reply's start, 1 per word of the tools' JSON."""
+    total = 2
+    for message in messages:
+        total += 4
+        content = message.get("content")
+        if isinstance(content, list):
+            content = " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+        total += len(str(content or "").split())
+        for call in message.get("tool_calls") or ():
+            total += len(str(call["function"]["arguments"]).split()) + 1
+    if tools:
+        total += len(orjson.dumps(tools).decode().split())
+    return total
+
+
 def _last_user_text(messages: list[dict[str, Any]]) -> str:
     for message in reversed(messages):
         if message.get("role") == "user":
@@ -75,9 +92,14 @@ class FakeChatUpstream:
         self.replies: deque[Reply] = deque()
         self.disconnects = 0
         self.counter = itertools.count()
+        # vLLM's tokenize route (off: the route answers 404, as on a server without one).
+        self.tokenize_route = True
+        self.max_model_len: int | None = None
+        self.tokenize_requests: list[dict[str, Any]] = []
         self.app = Starlette(
             routes=[
                 Route("/v1/chat/completions", self.handle, methods=["POST"]),
+                Route("/tokenize", self.tokenize, methods=["POST"]),
                 Route("/files/{name}", self.file, methods=["GET"]),
             ]
         )
@@ -87,7 +109,19 @@ class FakeChatUpstream:
         """A small image to fetch, for the remote-content tests."""
         return Response(b"\x89PNG fake image " + request.path_params["name"].encode(), media_type="image/png")
 
+    async def tokenize(self, request: Request) -> Response:
+        body = orjson.loads(await request.body())
+        self.tokenize_requests.append(body)
+        if not self.tokenize_route:
+            return Response(b'{"detail": "Not Found"}', status_code=404, media_type="application/json")
+        count = fake_token_count(body["messages"], body.get("tools"))
+        answer: dict[str, Any] = {"count": count, "tokens": list(range(count))}
+        if self.max_model_len is not None:
+            answer["max_model_len"] = self.max_model_len
+        return Response(orjson.dumps(answer), media_type="application/json")
+
     def reset(self) -> None:
+        self.tokenize_requests.clear()
         self.requests.clear()
         self.headers.clear()
         self.replies.clear()

@@ -20,6 +20,7 @@ def create_app(config: Config) -> Starlette:
         services = await Services.open(config)
         app.state.config = config
         app.state.service = services.service
+        app.state.long_context = services.long_context
         app.state.keyring = services.keyring
         app.state.limiter = services.limiter
         app.state.conversations = services.conversations

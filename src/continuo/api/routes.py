@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from continuo.api import long_context
 from continuo.api.conversations import ROUTES as CONVERSATION_ROUTES
 from continuo.api.params import json_body as _json_body
 from continuo.api.params import limit as _limit
@@ -135,6 +136,7 @@ async def healthz(request: Request) -> Response:
 
 ROUTES = [
     Route("/v1/responses", create_response, methods=["POST"]),
+    *long_context.LONG_CONTEXT_ROUTES,
     Route("/v1/responses/{response_id}", get_response, methods=["GET"]),
     Route("/v1/responses/{response_id}", delete_response, methods=["DELETE"]),
     Route("/v1/responses/{response_id}/cancel", cancel_response, methods=["POST"]),

@@ -108,3 +108,13 @@ class Backend(Protocol):
     async def aclose(self) -> None:
         """Release shared resources (connection pools, models)."""
         ...
+
+
+class CountsTokens(Protocol):
+    """An optional capability: a backend that can count the input tokens of a request
+    exactly (its model's own tokenizer and chat template). ``None``: it cannot, this time.
+
+    A backend may also have a ``context_window`` attribute (tokens, or ``None`` when not
+    known). Core looks for both by name and never asks which backend it is."""
+
+    async def count_tokens(self, request: ModelRequest) -> int | None: ...

@@ -9,6 +9,7 @@ from continuo.backends import chat_format as cf
 from continuo.backends.base import Delta, DeltaStream, Finish, ModelRequest, ToolCallDelta, UpstreamError
 from continuo.backends.http import DeltaList, HTTPProvider, SSEStream, error_in_body
 from continuo.backends.required import enforce
+from continuo.backends.tokenize_route import TokenizeRoute, server_root
 
 
 class _ChunkStream(SSEStream):
@@ -37,6 +38,19 @@ class _ChunkStream(SSEStream):
 
 
 class ChatCompletionsBackend(HTTPProvider):
+    _tokenize: TokenizeRoute | None = None
+
+    @property
+    def context_window(self) -> int | None:
+        """What the server's tokenize route said (vLLM's ``max_model_len``), once it has."""
+        return self._tokenize.max_model_len if self._tokenize is not None else None
+
+    async def count_tokens(self, request: ModelRequest) -> int | None:
+        if self._tokenize is None:
+            self._tokenize = TokenizeRoute(server_root(self.base_url))
+        body = self.payload(request)
+        return await self._tokenize.count(self.session, body["model"], body["messages"], body.get("tools"))
+
     def payload(self, request: ModelRequest) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": request.model,

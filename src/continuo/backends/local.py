@@ -46,6 +46,7 @@ from continuo.backends.base import (
     Usage,
 )
 from continuo.backends.local_prompt import build_grammar, build_payload, parse_call
+from continuo.backends.local_tokens import LocalTokenizer
 from continuo.config import ConfigError, ProviderConfig
 
 __all__ = ["LocalBackend", "build_grammar", "build_payload", "default_model_path", "parse_call"]
@@ -258,6 +259,9 @@ class LocalBackend:
         self._server: Any = None
         self._load_lock = threading.Lock()
         self._generation_lock = threading.Lock()
+        # Long contexts: the window is n_ctx; counts go through llama.cpp's own routes.
+        self.context_window: int | None = self.n_ctx
+        self._tokenizer = LocalTokenizer(secrets.token_urlsafe(32))
 
     def _load(self) -> Any:
         with self._load_lock:
@@ -279,7 +283,7 @@ class LocalBackend:
             params.cache_ram_mib = int(self.config.options.get("cache_ram_mib", 256))
             params.verbosity = int(os.environ.get("CONTINUO_LOCAL_VERBOSITY", "-1"))
             # The embedded HTTP listener (loopback, random port) cannot be turned off: lock it.
-            params.api_keys = [secrets.token_urlsafe(32)]
+            params.api_keys = [self._tokenizer.key]
             try:
                 self._server = xlc.Server(params)
             except Exception as exc:
@@ -296,7 +300,12 @@ class LocalBackend:
         await stream.start(server)
         return stream
 
+    async def count_tokens(self, request: ModelRequest) -> int:
+        server = self._server or await asyncio.to_thread(self._load)
+        return await self._tokenizer.count(server.listening_address, build_payload(request)[0]["messages"])
+
     async def aclose(self) -> None:
+        await self._tokenizer.aclose()
         server, self._server = self._server, None
         if server is not None:
             # The destructor stops llama.cpp's loop and joins its thread; a generation still

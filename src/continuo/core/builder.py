@@ -160,6 +160,13 @@ class ResponseBuilder:
             )
         return opened
 
+    def add_item(self, item: dict[str, Any]) -> None:
+        """An output item made whole by core itself (a compaction item): added and done."""
+        self._close_current()
+        opened = self._open(item)
+        self._event(EventType.OUTPUT_ITEM_DONE, {"output_index": opened.index, "item": item})
+        self.items_done += 1
+
     def _text(self, text: str) -> None:
         current = self._current
         if current is None or current.item["type"] != "message":

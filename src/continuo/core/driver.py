@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from continuo.backends.base import DeltaStream, ModelRequest, UpstreamError
 from continuo.core.builder import Event, ResponseBuilder
@@ -21,6 +21,9 @@ from continuo.core.fetch import Fetcher
 from continuo.core.request import CreateRequest
 from continuo.core.routing import Route, Router
 from continuo.errors import APIError, InvalidRequest, UpstreamFailure
+
+if TYPE_CHECKING:
+    from continuo.core.window import Window
 
 log = logging.getLogger("continuo")
 
@@ -100,6 +103,8 @@ class RunDriver:
     def __init__(self, router: Router, fetcher: Fetcher | None = None) -> None:
         self.router = router
         self.fetcher = fetcher
+        # Long contexts (core/window.py): set by the wiring once the sealing key is loaded.
+        self.window: Window | None = None
 
     def job(self, project: str, request: CreateRequest, context: list[dict[str, Any]], builder: ResponseBuilder) -> Job:
         return Job(project, request, self.router.resolve(request.model), context, builder)
@@ -108,6 +113,8 @@ class RunDriver:
         """Open the model call: the only place in Continuo that does. Raises
         ``UpstreamError`` when the upstream fails before its first delta."""
         context = job.context
+        if self.window is not None:
+            context = await self.window.prepare(job)
         if job.route.provider.fetch_remote_content and self.fetcher is not None:
             context = await self.fetcher.inline(context)
         call = model_request(job.request, job.route.upstream_model, context)
@@ -127,6 +134,10 @@ class RunDriver:
             await sink.emit(builder.drain())
             if upstream is None:
                 upstream = await self.open(job)
+            for item in job.extra.pop("output_items", ()):
+                builder.add_item(item)  # a compaction made while opening the call
+            if builder.events:
+                await sink.emit(builder.drain())
             await self._drive(builder, upstream, sink)
             builder.complete()
         except asyncio.CancelledError:

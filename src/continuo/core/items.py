@@ -21,6 +21,7 @@ ITEM_TYPES = (
     "item_reference",
     "custom_tool_call",
     "custom_tool_call_output",
+    "compaction",
 )
 # The only URLs an image or file may come by: others (file://, ftp://, ...) could make the
 # upstream, or Continuo itself, read what it should not.
@@ -108,6 +109,9 @@ def _normalize_item(raw: Any, where: str) -> dict[str, Any]:
             _text_part(part, f"{where}.content[{j}]")
     elif kind == "item_reference":
         _require_str(item, "id", where)
+    elif kind == "compaction":
+        # Opened (and verified) when the context is built: core/compaction.py.
+        _require_str(item, "encrypted_content", where)
     return item
 
 

@@ -51,6 +51,8 @@ class CreateRequest:
     truncation: str = "disabled"
     include: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    # Long contexts: ``[{"type": "compaction", "compact_threshold": N}]`` (core/window.py).
+    context_management: list[dict[str, Any]] = field(default_factory=list)
 
 
 def parse_create_request(body: Any, max_input_items: int = 4096) -> CreateRequest:
@@ -102,8 +104,29 @@ def parse_create_request(body: Any, max_input_items: int = 4096) -> CreateReques
         truncation=_choice(body, "truncation", TRUNCATIONS) or "disabled",
         include=_include(body.get("include")),
         extra=_pass_through(body),
+        context_management=_context_management(body.get("context_management")),
     )
     return request
+
+
+def _context_management(value: Any) -> list[dict[str, Any]]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise v.invalid_type("context_management", "an array", value)
+    entries = []
+    for i, entry in enumerate(value):
+        where = f"context_management[{i}]"
+        if not isinstance(entry, dict):
+            raise v.invalid_type(where, "an object", entry)
+        kind = v.req_str(entry, "type", f"{where}.type")
+        if kind != "compaction":
+            raise v.invalid_value(f"{where}.type", kind, ("compaction",))
+        limit = entry.get("compact_threshold")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise v.invalid_type(f"{where}.compact_threshold", "a positive integer", limit)
+        entries.append({"type": kind, "compact_threshold": limit})
+    return entries
 
 
 def _choice(body: dict[str, Any], key: str, choices: tuple[str, ...]) -> str | None:

@@ -15,6 +15,8 @@ class Route:
     backend: Backend
     provider: ProviderConfig
     upstream_model: str
+    # The model's context window when configured (``[[models]] context_window``).
+    context_window: int | None = None
 
 
 class Router:
@@ -22,7 +24,8 @@ class Router:
         self.backends = {p.name: factory(p) for p in config.providers}
         providers = {p.name: p for p in config.providers}
         self.routes = {
-            m.name: (self.backends[m.provider], providers[m.provider], m.upstream_model) for m in config.models
+            m.name: (self.backends[m.provider], providers[m.provider], m.upstream_model, m.context_window)
+            for m in config.models
         }
 
     def resolve(self, model: str) -> Route:
@@ -33,8 +36,8 @@ class Router:
                 param="model",
                 code="model_not_found",
             )
-        backend, provider, upstream = route
-        return Route(backend, provider, upstream or model)
+        backend, provider, upstream, window = route
+        return Route(backend, provider, upstream or model, window)
 
     def model_names(self) -> list[str]:
         return [name for name in self.routes if name != "*"]

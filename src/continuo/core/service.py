@@ -67,6 +67,8 @@ class ResponsesService:
         await conversations.acquire(self.store, project, request, response_id)
         try:
             items = await build_context(self.store, project, request)
+            if self.driver.window is not None:
+                self.driver.window.compactor.expand(project, items)  # a compaction item that does not open: 400 now
             if request.background:
                 if not request.store:
                     raise InvalidRequest(

@@ -188,3 +188,9 @@ class KeyStore(Protocol):
 
     async def ever_had_keys(self) -> bool:
         """Whether a key was ever created, revoked ones included (they are never deleted)."""
+
+class SecretStore(Protocol):
+    async def get_secret(self, name: str) -> str | None: ...
+
+    async def ensure_secret(self, name: str, value: str) -> str:
+        """The secret named ``name``, kept as ``value`` if there was none yet."""

@@ -152,3 +152,13 @@ conversation_items = Table(
     Index("ix_conversation_items_item_id", "conversation_id", "item_id", "position"),
     Index("ix_conversation_items_response_id", "response_id"),
 )
+
+# Secrets the server makes for itself (the key that seals compaction items when none is
+# configured), by name. Written once; read at start.
+server_secrets = Table(
+    "server_secrets",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("created_at_us", BigInteger, nullable=False),
+)

@@ -12,7 +12,7 @@ from typing import Any
 from continuo.ids import ITEM_ID_MAX, well_formed
 from continuo.store.base import ClaimedRun, ExpiredRun, ItemPage, StoredEvent, StoredKey
 from continuo.store.engine import Database
-from continuo.store.ops import conversations, keys, limits, responses, runs
+from continuo.store.ops import conversations, keys, limits, responses, runs, secrets
 
 
 class SQLStore(Database):
@@ -190,3 +190,11 @@ class SQLStore(Database):
     async def renew_slots(self, key_slots: list[tuple[str, str]], expires_us: int) -> None:
         if key_slots:
             await self._write(limits.renew_slots, [slot for _, slot in key_slots], expires_us)
+
+    # -- server secrets ---------------------------------------------------------------
+
+    async def get_secret(self, name: str) -> str | None:
+        return await self._read(secrets.get_secret, name)
+
+    async def ensure_secret(self, name: str, value: str) -> str:
+        return await self._write(secrets.ensure_secret, name, value)
