@@ -144,7 +144,7 @@ def _message(item: dict[str, Any], where: str) -> None:
     allowed = ASSISTANT_PARTS if role == "assistant" else INPUT_PARTS
     if isinstance(content, str):
         if role == "assistant":
-            item["content"] = [{"type": "output_text", "text": content, "annotations": []}]
+            item["content"] = [{"type": "output_text", "text": content, "annotations": [], "logprobs": []}]
         else:
             item["content"] = [{"type": "input_text", "text": content}]
     elif isinstance(content, list):
@@ -166,6 +166,7 @@ def _part(part: Any, where: str, allowed: tuple[str, ...]) -> dict[str, Any]:
         _require_str(part, "text", where)
         if kind == "output_text":
             part.setdefault("annotations", [])
+            part.setdefault("logprobs", [])
     elif kind == "refusal":
         _require_str(part, "refusal", where)
     elif kind == "input_image":
