@@ -31,7 +31,11 @@ def _usage(raw: dict[str, Any]) -> dict[str, Any]:
     output_tokens = int(raw.get("output_tokens") or 0)
     return {
         "input_tokens": input_tokens,
-        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0, **(raw.get("input_tokens_details") or {})},
+        "input_tokens_details": {
+            "cached_tokens": 0,
+            "cache_write_tokens": 0,
+            **(raw.get("input_tokens_details") or {}),
+        },
         "output_tokens": output_tokens,
         "output_tokens_details": raw.get("output_tokens_details") or {"reasoning_tokens": 0},
         "total_tokens": input_tokens + output_tokens,
