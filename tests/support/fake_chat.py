@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +31,8 @@ class Reply:
     # Seconds to wait before answering at all.
     wait: float = 0.0
     delay: float = 0.0
+    # Streamed: after the first chunk, wait for this to be set (at most 30 s) before going on.
+    hold: threading.Event | None = None
     # Streamed: break the connection after this many chunks.
     break_after: int | None = None
     # Streamed: send an error object as a chunk after this many chunks.
@@ -168,6 +171,8 @@ class FakeChatUpstream:
                     return
                 chunk.update({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "model": body["model"]})
                 yield b"data: " + orjson.dumps(chunk) + b"\n\n"
+                if n == 0 and reply.hold is not None:
+                    await asyncio.to_thread(reply.hold.wait, 30)
                 if reply.delay:
                     await asyncio.sleep(reply.delay)
             final = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "model": body["model"]}

@@ -6,10 +6,12 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.routing import WebSocketRoute
 
 from continuo.api.auth import AuthMiddleware
 from continuo.api.errors import EXCEPTION_HANDLERS
 from continuo.api.routes import ROUTES
+from continuo.api.websocket import responses_socket
 from continuo.config import Config
 from continuo.services import Services
 
@@ -27,6 +29,7 @@ def create_app(config: Config) -> Starlette:
         finally:
             await services.aclose()
 
-    app = Starlette(routes=ROUTES, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    routes = [*ROUTES, WebSocketRoute("/v1/responses", responses_socket)]
+    app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
     app.add_middleware(AuthMiddleware)
     return app

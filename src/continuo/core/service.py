@@ -13,13 +13,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from continuo.backends.base import UpstreamError
+from continuo.backends.base import DeltaStream, UpstreamError
 from continuo.core.background import BackgroundRunner
 from continuo.core.builder import Event, ResponseBuilder, new_response
 from continuo.core.context import build_context
-from continuo.core.driver import RunDriver, upstream_failure
+from continuo.core.driver import Job, RunDriver, upstream_failure
 from continuo.core.foreground import answer, stream
-from continuo.core.request import parse_create_request
+from continuo.core.request import CreateRequest, parse_create_request
 from continuo.core.status import TERMINAL_EVENTS, TERMINAL_STATUSES
 from continuo.errors import InvalidRequest, NotFound
 from continuo.ids import new_id
@@ -60,8 +60,8 @@ class ResponsesService:
         after that a run reports failures in the Response itself."""
         request = parse_create_request(body, self.max_input_items)
         self.driver.router.resolve(request.model)  # an unknown model is a 400 before anything else
-        items = await build_context(self.store, project, request)
         if request.background:
+            await build_context(self.store, project, request)
             if not request.store:
                 raise InvalidRequest(
                     "Background responses must be stored: 'background' requires 'store' to be true.",
@@ -72,15 +72,27 @@ class ResponsesService:
             if request.stream:
                 return Answer(events=self._follow(project, queued["id"], -1))
             return Answer(body=queued)
-        response = new_response(request, new_id("resp"), int(time.time()))
-        job = self.driver.job(project, request, items, ResponseBuilder(response, emit=request.stream))
-        try:
-            upstream = await self.driver.open(job)
-        except UpstreamError as exc:
-            raise upstream_failure(exc) from None
+        job = await self.prepare(project, request)
+        upstream = await self.open(job)
         if not request.stream:
             return Answer(body=await answer(self.driver, self.store, job, upstream))
         return Answer(events=stream(self.driver, self.store, job, upstream, self.tasks))
+
+    async def prepare(
+        self, project: str, request: CreateRequest, history: list[dict[str, Any]] | None = None
+    ) -> Job:
+        """A foreground response about to run: its context (from ``history`` when the
+        caller has it in hand, else from the store) and its new Response object."""
+        items = await build_context(self.store, project, request, history)
+        response = new_response(request, new_id("resp"), int(time.time()))
+        return self.driver.job(project, request, items, ResponseBuilder(response, emit=request.stream))
+
+    async def open(self, job: Job) -> DeltaStream:
+        """Open the job's model call; a refusal before any delta is an ``APIError``."""
+        try:
+            return await self.driver.open(job)
+        except UpstreamError as exc:
+            raise upstream_failure(exc) from None
 
     def model_names(self) -> list[str]:
         return self.driver.router.model_names()
