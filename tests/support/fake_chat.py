@@ -31,7 +31,7 @@ class Reply:
     # Seconds to wait before answering at all.
     wait: float = 0.0
     delay: float = 0.0
-    # Streamed: after the first chunk, wait for this to be set (at most 30 s) before going on.
+    # Streamed: after the first piece of content, wait for this to be set (at most 30 s).
     hold: threading.Event | None = None
     # Streamed: break the connection after this many chunks.
     break_after: int | None = None
@@ -171,7 +171,7 @@ class FakeChatUpstream:
                     return
                 chunk.update({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "model": body["model"]})
                 yield b"data: " + orjson.dumps(chunk) + b"\n\n"
-                if n == 0 and reply.hold is not None:
+                if n == 1 and reply.hold is not None:
                     await asyncio.to_thread(reply.hold.wait, 30)
                 if reply.delay:
                     await asyncio.sleep(reply.delay)

@@ -96,6 +96,7 @@ class Socket:
     def __init__(self, connection: ClientConnection) -> None:
         self.connection = connection
         self.received: list[dict[str, Any]] = []
+        self.unread: list[dict[str, Any]] = []
 
     def send(self, event: dict[str, Any] | str | bytes) -> None:
         if isinstance(event, dict):
@@ -122,18 +123,23 @@ class Socket:
             if done(event):
                 return events
 
-    def response(self, stream_id: str | None = None) -> list[dict[str, Any]]:
-        """One response's events (of one lane), up to its terminal event or an error."""
+    def response(self, stream_id: str | None = None, timeout: float = 20) -> list[dict[str, Any]]:
+        """One response's events on one lane, up to its terminal event or an error. Events
+        of other lanes read meanwhile are kept for their own call."""
+        events: list[dict[str, Any]] = []
+        while True:
+            mine = [e for e in self.unread if e.get("stream_id") == stream_id]
+            for event in mine:
+                self.unread.remove(event)
+                events.append(event)
+                if event["type"] in TERMINAL or event["type"] == "error":
+                    return events
+            self.unread.append(self.recv(timeout))
 
-        def ends(event: dict[str, Any]) -> bool:
-            return event.get("stream_id") == stream_id and (event["type"] in TERMINAL or event["type"] == "error")
-
-        return [e for e in self.until(ends) if e.get("stream_id") == stream_id]
-
-    def error(self) -> dict[str, Any]:
-        event = self.recv()
-        assert event["type"] == "error", event
-        return event
+    def error(self, stream_id: str | None = None) -> dict[str, Any]:
+        events = self.response(stream_id)
+        assert [e["type"] for e in events] == ["error"], events
+        return events[0]
 
 
 @contextmanager
