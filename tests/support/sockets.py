@@ -137,9 +137,10 @@ class Socket:
             self.unread.append(self.recv(timeout))
 
     def error(self, stream_id: str | None = None) -> dict[str, Any]:
-        events = self.response(stream_id)
-        assert [e["type"] for e in events] == ["error"], events
-        return events[0]
+        """The next error of a lane (after the events of a response running there)."""
+        event = self.response(stream_id)[-1]
+        assert event["type"] == "error", event
+        return event
 
 
 @contextmanager
