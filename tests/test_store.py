@@ -243,7 +243,9 @@ async def test_a_large_read_leaves_the_event_loop(store):
     import threading
 
     def count(conn, upto: int) -> tuple[int, str]:
-        query = f"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {upto}) SELECT count(*) FROM c"
+        query = (
+            f"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {upto}) SELECT count(*) FROM c"
+        )
         return conn.execute(text(query)).scalar(), threading.current_thread().name
 
     small = await store._read(count, 10)

@@ -12,7 +12,7 @@ import openai
 import pytest
 
 from tests.support.fake_chat import Reply
-from tests.support.sockets import open_socket, wait_for
+from tests.support.sockets import TERMINAL, open_socket, wait_for
 
 
 def text_of(events: list[dict]) -> str:
@@ -78,7 +78,11 @@ def test_stream_and_background_are_refused_and_the_socket_stays_usable(server, u
         ('{"type": "response.create", "stream_id": "no spaces"}', "invalid_value", "stream_id"),
         ('{"type": "response.create", "input": "x"}', "missing_required_parameter", "model"),
         ('{"type": "response.create", "model": "gpt-test", "input": "x", "temperature": 9}', None, "temperature"),
-        ('{"type": "response.create", "model": "gpt-test", "input": "x", "generate": "no"}', "invalid_type", "generate"),
+        (
+            '{"type": "response.create", "model": "gpt-test", "input": "x", "generate": "no"}',
+            "invalid_type",
+            "generate",
+        ),
     ],
 )
 def test_a_malformed_frame_gets_an_error_event_and_the_socket_stays_usable(server, upstream, frame, code, param):
@@ -138,7 +142,13 @@ def test_a_stored_continuation_of_a_cached_response_keeps_its_whole_context(serv
     items = client.responses.input_items.list(second["id"], order="asc").data
     assert [item.type for item in items] == ["message", "message", "message"]
     client.responses.create(model="gpt-test", input="three", previous_response_id=second["id"])
-    assert [m["content"] for m in upstream.requests[-1]["messages"]] == ["one", "echo: one", "two", "echo: two", "three"]
+    assert [m["content"] for m in upstream.requests[-1]["messages"]] == [
+        "one",
+        "echo: one",
+        "two",
+        "echo: two",
+        "three",
+    ]
 
 
 def test_stored_responses_chain_across_sockets_and_http(server, upstream, client):
@@ -196,7 +206,9 @@ def test_a_tool_loop_over_one_socket_sends_only_new_items(server, upstream):
         done = [e for e in first if e["type"] == "response.function_call_arguments.done"]
         assert done[0]["arguments"] == '{"q": "x"}'
         output = {"type": "function_call_output", "call_id": call["call_id"], "output": "1"}
-        ws.create(model="gpt-test", input=[output], store=False, tools=tools, previous_response_id=first[-1]["response"]["id"])
+        ws.create(
+            model="gpt-test", input=[output], store=False, tools=tools, previous_response_id=first[-1]["response"]["id"]
+        )
         assert text_of(ws.response()) == "x is 1"
     messages = upstream.requests[-1]["messages"]
     assert [m["role"] for m in messages] == ["user", "assistant", "tool"]
@@ -205,7 +217,9 @@ def test_a_tool_loop_over_one_socket_sends_only_new_items(server, upstream):
 
 def test_generate_false_prepares_a_response_without_calling_the_model(server, upstream, client):
     with open_socket(server.url) as ws:
-        ws.create(model="gpt-test", input="Remember: the code is 42.", instructions="Be brief.", store=False, generate=False)
+        ws.create(
+            model="gpt-test", input="Remember: the code is 42.", instructions="Be brief.", store=False, generate=False
+        )
         warm = ws.response()
         assert len(upstream.requests) == 0
         assert [e["type"] for e in warm] == ["response.created", "response.in_progress", "response.completed"]
@@ -284,3 +298,30 @@ def test_a_client_that_vanishes_mid_response_leaves_it_cancelled(server, upstrea
     assert response.status == "cancelled"
     assert response.output_text == "a lo"
     wait_for(lambda: upstream.disconnects == 1)
+
+
+def test_the_openai_sdk_websocket_connection(server, upstream, client):
+    """The official SDK's `responses.connect()`: a warm-up, then a continuation on a lane."""
+    upstream.script(Reply(text="Noted, 42."))
+
+    def until_done(connection) -> list:
+        events = []
+        for event in connection:
+            events.append(event)
+            if event.type in TERMINAL or event.type == "error":
+                return events
+        raise AssertionError("the socket closed")
+
+    with client.responses.connect() as connection:
+        connection.response.create(model="gpt-test", input="The code is 42.", store=False, generate=False)
+        warm = until_done(connection)[-1].response
+        connection.response.create(
+            model="gpt-test", input="And?", store=False, previous_response_id=warm.id, stream_id="agent_1"
+        )
+        events = until_done(connection)
+        connection.response.create(model="gpt-test", input="x", store=False, previous_response_id="resp_gone")
+        error = until_done(connection)[-1]
+    assert events[-1].type == "response.completed" and events[-1].response.output_text == "Noted, 42."
+    assert {event.stream_id for event in events} == {"agent_1"}
+    assert error.type == "error" and error.error.code == "previous_response_not_found"
+    assert [m["content"] for m in upstream.requests[-1]["messages"]] == ["The code is 42.", "And?"]

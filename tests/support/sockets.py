@@ -40,10 +40,14 @@ def validators() -> dict[str, Draft202012Validator]:
     openresponses = _spec("openresponses-openapi.json")
     sse = openresponses["paths"]["/responses"]["post"]["responses"]["200"]["content"]["text/event-stream"]["schema"]
     return {
-        "openai-event": _validator("openai-openapi.json", {"$ref": "#/components/schemas/ResponsesWebSocketStreamEvent"}),
+        "openai-event": _validator(
+            "openai-openapi.json", {"$ref": "#/components/schemas/ResponsesWebSocketStreamEvent"}
+        ),
         "openai-error": _validator("openai-openapi.json", {"$ref": "#/components/schemas/ResponseWsError"}),
         "openresponses-event": _validator("openresponses-openapi.json", sse),
-        "openresponses-error": _validator("openresponses-openapi.json", {"$ref": "#/components/schemas/WebSocketErrorEvent"}),
+        "openresponses-error": _validator(
+            "openresponses-openapi.json", {"$ref": "#/components/schemas/WebSocketErrorEvent"}
+        ),
     }
 
 

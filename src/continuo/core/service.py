@@ -78,9 +78,7 @@ class ResponsesService:
             return Answer(body=await answer(self.driver, self.store, job, upstream))
         return Answer(events=stream(self.driver, self.store, job, upstream, self.tasks))
 
-    async def prepare(
-        self, project: str, request: CreateRequest, history: list[dict[str, Any]] | None = None
-    ) -> Job:
+    async def prepare(self, project: str, request: CreateRequest, history: list[dict[str, Any]] | None = None) -> Job:
         """A foreground response about to run: its context (from ``history`` when the
         caller has it in hand, else from the store) and its new Response object."""
         items = await build_context(self.store, project, request, history)
