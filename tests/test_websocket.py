@@ -325,3 +325,19 @@ def test_the_openai_sdk_websocket_connection(server, upstream, client):
     assert {event.stream_id for event in events} == {"agent_1"}
     assert error.type == "error" and error.error.code == "previous_response_not_found"
     assert [m["content"] for m in upstream.requests[-1]["messages"]] == ["The code is 42.", "And?"]
+
+
+async def test_the_benchmark_loops_chain_their_turns(server, upstream):
+    """benchmarks/ws_loop.py drives what it claims to: chained turns, each one new item."""
+    from benchmarks.ws_loop import http_loop, ws_loop
+
+    assert len(await ws_loop(server.url, "gpt-test", 3)) == 3
+    assert [m["content"] for m in upstream.requests[-1]["messages"]] == [
+        "Result of tool call 0: ok.",
+        "echo: Result of tool call 0: ok.",
+        "Result of tool call 1: ok.",
+        "echo: Result of tool call 1: ok.",
+        "Result of tool call 2: ok.",
+    ]
+    assert len(await http_loop(server.url, "gpt-test", 3)) == 3
+    assert len(upstream.requests[-1]["messages"]) == 5
