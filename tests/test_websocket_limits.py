@@ -21,7 +21,7 @@ from tests.support.sockets import open_socket, wait_for
 def tight(upstream, tmp_path_factory) -> Iterator[ServerThread]:
     db = tmp_path_factory.mktemp("ws-limits") / "continuo.db"
     websocket = {"max_streams": 2, "max_active_responses": 3, "cache_responses": 2, "cache_bytes": 64 * 1024}
-    config = make_config(upstream.url, db, websocket=websocket, limits={"concurrent_streams": 2})
+    config = make_config(upstream.url, db, websocket=websocket)
     server = ServerThread(create_app(config)).start()
     yield server
     server.stop()
@@ -90,22 +90,27 @@ def test_the_context_cache_counts_bytes_and_entries():
     assert len(cache) == 0 and cache.bytes == 0
 
 
-def test_a_socket_holds_a_stream_slot_of_its_key(tight, upstream):
-    with open_socket(tight.url), open_socket(tight.url):
-        with pytest.raises(InvalidStatus) as raised, open_socket(tight.url):
-            pass
-        assert raised.value.response.status_code == 429
-        assert b"rate_limit_exceeded" in raised.value.response.body
+def test_a_socket_holds_a_stream_slot_of_its_key(upstream, tmp_path):
+    config = make_config(upstream.url, tmp_path / "slots.db", limits={"concurrent_streams": 2})
+    server = ServerThread(create_app(config)).start()
 
     def accepted() -> bool:
         try:
-            with open_socket(tight.url), open_socket(tight.url):
+            with open_socket(server.url), open_socket(server.url):
                 return True
         except InvalidStatus:
             return False
 
-    # Freed when the sockets close (as soon as the server has seen them go).
-    wait_for(accepted)
+    try:
+        with open_socket(server.url), open_socket(server.url):
+            with pytest.raises(InvalidStatus) as raised, open_socket(server.url):
+                pass
+            assert raised.value.response.status_code == 429
+            assert b"rate_limit_exceeded" in raised.value.response.body
+        # Freed when the sockets close (as soon as the server has seen them go).
+        wait_for(accepted)
+    finally:
+        server.stop()
 
 
 def test_each_response_counts_against_the_requests_per_minute(upstream, tmp_path):

@@ -237,7 +237,10 @@ class SocketSession:
                 # Its parent is not stored: it is stored with the whole context as input.
                 request.input = job.context
             upstream = await self.service.open(job) if generate else _NoModel()
-        except APIError as exc:
+        except Exception as exc:
+            if not isinstance(exc, APIError):
+                log.exception("a WebSocket response.create failed before its response began")
+                exc = APIError("The server had an error while processing your request.")
             if continued is not None:
                 self.cache.evict(continued)
             await self.send(error_event(exc, stream_id))
