@@ -100,7 +100,7 @@ def test_a_malformed_frame_gets_an_error_event_and_the_socket_stays_usable(serve
 def test_errors_carry_the_stream_id_of_their_lane(server, upstream):
     with open_socket(server.url) as ws:
         ws.create(model="gpt-test", input="x", previous_response_id="resp_nope", stream_id="lane.1")
-        error = ws.error()
+        error = ws.error("lane.1")
     assert error["stream_id"] == "lane.1"
     assert error["error"]["code"] == "previous_response_not_found"
     assert error["error"]["param"] == "previous_response_id"

@@ -264,16 +264,24 @@ class SocketSession:
         await asyncio.sleep(self.config.max_age_seconds)
         self.closing = True
         refused = self._age_error()
-        for stream_id, lane in list(self.lanes.items()):
-            while len(lane.pending) > 1:  # the first one is running: it may finish
-                lane.pending.pop()
-                self.active -= 1
-                await self.send(error_event(refused, stream_id))
+        dropped = self._drop_waiting()
+        for stream_id in dropped:
+            await self.send(error_event(refused, stream_id))
         running = [lane.task for lane in self.lanes.values() if lane.task is not None]
         if running:
             await asyncio.wait(running)
         await self.send(error_event(refused))
         await self._close(1000)
+
+    def _drop_waiting(self) -> list[str | None]:
+        """Take out every request that waits behind a running one; their lanes, in order."""
+        dropped: list[str | None] = []
+        for stream_id, lane in self.lanes.items():
+            while len(lane.pending) > 1:  # the first one runs (or is about to)
+                lane.pending.pop()
+                self.active -= 1
+                dropped.append(stream_id)
+        return dropped[::-1]
 
     async def aclose(self) -> None:
         """The socket is gone: cancel what runs (each settles as cancelled and is stored
@@ -281,10 +289,7 @@ class SocketSession:
         if self._timer is not None and self._timer is not asyncio.current_task():
             self._timer.cancel()
         tasks = [lane.task for lane in self.lanes.values() if lane.task is not None]
-        for lane in self.lanes.values():
-            while len(lane.pending) > 1:
-                lane.pending.pop()
-                self.active -= 1
+        self._drop_waiting()
         for task in tasks:
             task.cancel()
         if tasks:
