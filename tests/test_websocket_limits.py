@@ -6,8 +6,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 
+import openai
 import pytest
-from websockets.exceptions import ConnectionClosedOK, InvalidStatus
+from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidStatus
 
 from continuo.api.app import create_app
 from continuo.core.socket_cache import ContextCache
@@ -172,3 +173,28 @@ def test_a_response_running_at_the_age_limit_finishes_first(upstream, tmp_path):
         hold.set()
         server.stop()
     assert len(upstream.requests) == 1
+
+
+def test_a_server_that_shuts_down_stores_what_ran_on_its_sockets_as_cancelled(upstream, tmp_path):
+    config = make_config(upstream.url, tmp_path / "shutdown.db")
+    server = ServerThread(create_app(config)).start()
+    hold = threading.Event()
+    upstream.script(Reply(text="interrupted by a restart", hold=hold))
+    try:
+        with open_socket(server.url) as ws:
+            ws.create(model="gpt-test", input="go")
+            response_id = ws.recv()["response"]["id"]
+            ws.until(lambda e: e["type"] == "response.output_text.delta")
+            server.stop()
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv()
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012
+    finally:
+        hold.set()
+    again = ServerThread(create_app(config)).start()
+    try:
+        with openai.OpenAI(base_url=f"{again.url}/v1", api_key="k") as client:
+            stored = client.responses.retrieve(response_id)
+    finally:
+        again.stop()
+    assert stored.status == "cancelled" and stored.output_text == "inte"
