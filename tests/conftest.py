@@ -3,14 +3,14 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
 
 from continuo.api.app import create_app
-from continuo.config import parse_config
+from tests.support import wire
+from tests.support.configs import make_config
 from tests.support.fake_chat import FakeChatUpstream
 from tests.support.servers import ServerThread
 
@@ -28,30 +28,6 @@ def upstream() -> Iterator[FakeChatUpstream]:
     server.stop()
 
 
-def make_config(upstream_url: str, db_path: Path, **extra: Any) -> Any:
-    raw: dict[str, Any] = {
-        "database": {"url": f"sqlite:///{db_path}"},
-        "providers": [
-            {
-                "name": "fake",
-                "type": "chat_completions",
-                "base_url": f"{upstream_url}/v1",
-                "api_key_env": "CONTINUO_TEST_UPSTREAM_KEY",
-                "headers": {"x-tenant": "team-7"},
-                "max_retries": 0,
-                "timeout": 5,
-            }
-        ],
-        "models": [
-            {"name": "gpt-test", "provider": "fake", "upstream_model": "fake-model"},
-            {"name": "*", "provider": "fake"},
-        ],
-    }
-    for section, values in extra.items():
-        raw.setdefault(section, {}).update(values)
-    return parse_config(raw)
-
-
 @pytest.fixture(scope="session")
 def server(upstream: FakeChatUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
     os.environ["CONTINUO_TEST_UPSTREAM_KEY"] = "sk-upstream-secret"
@@ -65,6 +41,25 @@ def server(upstream: FakeChatUpstream, tmp_path_factory: pytest.TempPathFactory)
 @pytest.fixture(autouse=True)
 def _fresh_upstream(upstream: FakeChatUpstream) -> None:
     upstream.reset()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    totals = wire.TOTALS
+    terminalreporter.write_line(
+        f"wire contract: {totals.exchanges} answers, {totals.events} stream events and "
+        f"{totals.stored} stored copies checked in {totals.seconds:.1f}s"
+    )
+
+
+@pytest.fixture(autouse=True)
+def _wire_contract(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail the test if anything a Continuo server answered it on /v1/responses breaks a
+    spec's schema or the stream contract (tests/support/wire.py, contract.py)."""
+    yield
+    exempt = frozenset(arg for marker in request.node.iter_markers("wire_exempt") for arg in marker.args)
+    found = wire.problems(wire.LOG.unchecked(), exempt)
+    if found:
+        pytest.fail("what the server put on the wire breaks the contract:\n" + "\n".join(found), pytrace=False)
 
 
 @pytest.fixture

@@ -6,8 +6,9 @@ import openai
 import pytest
 
 from tests.support.fake_chat import Reply
+from tests.support.requires import require
 
-agents = pytest.importorskip("agents", reason="openai-agents is not installed")
+agents = require("agents", "openai-agents is not installed")
 
 
 def agent_with_tool(server) -> tuple[object, list[str]]:

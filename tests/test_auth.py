@@ -18,7 +18,7 @@ from continuo.core.keys import hash_key
 from tests.support.configs import write_config
 from tests.support.fake_chat import Reply
 from tests.support.servers import ServerThread
-from tests.test_background import wait_until
+from tests.support.waits import wait_until
 
 
 def cli(config: Path, *args: str) -> str:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -12,20 +11,12 @@ import orjson
 import pytest
 
 from continuo.api.app import create_app
-from tests.conftest import make_config
+from tests.support.configs import make_config
 from tests.support.fake_chat import Reply
 from tests.support.servers import ServerThread
+from tests.support.waits import wait_until
 
 SLOW = {"text": "one two three four five six seven eight", "chunk_size": 4, "delay": 0.05}
-
-
-def wait_until(check: Callable[[], Any], timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := check():
-            return value
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")
 
 
 @pytest.fixture(scope="module")
@@ -51,11 +42,10 @@ def test_background_returns_at_once_then_completes(bg, upstream):
     response = bg.responses.create(model="gpt-test", input="go", background=True)
     assert response.status in ("queued", "in_progress")
     assert response.background is True
-    seen = {bg.responses.retrieve(response.id).status}
     final = wait_until(lambda: (r := bg.responses.retrieve(response.id)).status == "completed" and r)
-    seen.add(final.status)
     assert final.output_text == SLOW["text"]
-    assert "completed" in seen
+    assert final.created_at == response.created_at and final.completed_at >= final.created_at
+    assert [item.status for item in final.output] == ["completed"]
     assert upstream.last["stream"] is True
 
 
@@ -119,8 +109,8 @@ def test_stream_of_foreground_is_400(bg):
 def test_cancel_running(bg, upstream):
     upstream.script(Reply(text="x" * 400, chunk_size=2, delay=0.05))
     response = bg.responses.create(model="gpt-test", input="go", background=True)
-    wait_until(lambda: bg.responses.retrieve(response.id).status == "in_progress")
-    time.sleep(0.3)  # let some text through
+    with bg.responses.retrieve(response.id, stream=True) as live:
+        next(e for e in live if e.type == "response.output_text.delta")  # some text went through
     cancelled = bg.responses.cancel(response.id)
     assert cancelled.status == "cancelled"
     assert cancelled.output[0].content[0].text.startswith("xx")

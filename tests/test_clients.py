@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 
 from tests.support.fake_chat import Reply
-from tests.test_streaming import parse, raw_sse
+from tests.support.sse import parse, raw_sse
 
 
 def test_codex_turn(server, upstream, client):
@@ -48,6 +48,7 @@ def test_codex_turn(server, upstream, client):
             {
                 "type": "namespace",
                 "name": "mcp",
+                "description": "MCP tools",  # required by OpenAI's schema
                 "tools": [
                     {"type": "function", "name": "read_page", "parameters": {"type": "object", "properties": {}}}
                 ],

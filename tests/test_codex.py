@@ -3,7 +3,7 @@ HTTP and over WebSocket mode.
 
 The test command (scripts/test.sh, through scripts/install_codex.sh) installs the pinned
 `@openai/codex` npm package into ./.tools/codex; CONTINUO_CODEX or a `codex` on PATH are
-used otherwise. Without any of them (no npm) these tests are skipped.
+used otherwise. Without any of them (no npm) these tests are skipped, and fail in CI.
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from tests.support.fake_chat import Reply
+from tests.support.requires import unavailable
 
 _LOCAL = Path(__file__).resolve().parents[1] / ".tools" / "codex" / "node_modules" / ".bin" / "codex"
 CODEX = os.environ.get("CONTINUO_CODEX") or (str(_LOCAL) if _LOCAL.exists() else shutil.which("codex"))
-pytestmark = pytest.mark.skipif(CODEX is None, reason="Codex CLI not found (scripts/install_codex.sh installs it)")
+if CODEX is None:
+    unavailable("Codex CLI not found (scripts/install_codex.sh installs it with npm)")
 
 
 def codex_home(tmp_path: Path, server_url: str, websockets: bool) -> Path:

@@ -16,31 +16,15 @@ def test_plain_response_has_every_field(client, upstream):
     assert response.output_text == "echo: hello"
     assert response.id.startswith("resp_")
     assert response.output[0].id.startswith("msg_")
+    # Every field's presence and type is checked against both specs for every response the
+    # suite sees (tests/support/wire.py); here, the values echoed for what was not sent.
     raw = client.responses.with_raw_response.retrieve(response.id).http_response.json()
-    for key in (
-        "tools",
-        "tool_choice",
-        "text",
-        "reasoning",
-        "temperature",
-        "top_p",
-        "truncation",
-        "parallel_tool_calls",
-        "store",
-        "background",
-        "previous_response_id",
-        "instructions",
-        "metadata",
-        "usage",
-        "created_at",
-        "completed_at",
-        "service_tier",
-        "top_logprobs",
-    ):
-        assert key in raw, key
     assert isinstance(raw["created_at"], int) and isinstance(raw["completed_at"], int)
     assert raw["instructions"] == "Be brief."
-    assert raw["usage"]["input_tokens_details"] == {"cached_tokens": 0}
+    assert (raw["temperature"], raw["top_p"], raw["presence_penalty"], raw["frequency_penalty"]) == (1, 1, 0, 0)
+    assert (raw["top_logprobs"], raw["truncation"], raw["service_tier"]) == (0, "disabled", "default")
+    assert "user" not in raw  # a string in OpenAI's schema, never null: left out when not sent
+    assert raw["usage"]["input_tokens_details"] == {"cached_tokens": 0, "cache_write_tokens": 0}
     assert raw["usage"]["output_tokens_details"] == {"reasoning_tokens": 0}
     assert upstream.last["messages"] == [
         {"role": "system", "content": "Be brief."},
@@ -62,7 +46,7 @@ def test_star_route_passes_requested_name(client, upstream):
 
 
 def test_parameters_pass_through(client, upstream):
-    client.responses.create(
+    response = client.responses.create(
         model="gpt-test",
         input="hi",
         temperature=0.3,
@@ -71,7 +55,14 @@ def test_parameters_pass_through(client, upstream):
         user="u-1",
         prompt_cache_key="pck",
         reasoning={"effort": "low"},
-        extra_body={"seed": 7, "stop": ["END"], "top_k": 40, "repetition_penalty": 1.1},
+        extra_body={
+            "seed": 7,
+            "stop": ["END"],
+            "top_k": 40,
+            "repetition_penalty": 1.1,
+            "presence_penalty": 0.5,
+            "frequency_penalty": -0.25,
+        },
     )
     sent = upstream.last
     assert sent["temperature"] == 0.3
@@ -81,6 +72,15 @@ def test_parameters_pass_through(client, upstream):
     assert sent["prompt_cache_key"] == "pck"
     assert sent["reasoning_effort"] == "low"
     assert (sent["seed"], sent["stop"], sent["top_k"], sent["repetition_penalty"]) == (7, ["END"], 40, 1.1)
+    assert (sent["presence_penalty"], sent["frequency_penalty"]) == (0.5, -0.25)
+    echoed = client.responses.retrieve(response.id).to_dict()
+    assert (echoed["presence_penalty"], echoed["frequency_penalty"]) == (0.5, -0.25)
+    assert (echoed["temperature"], echoed["top_p"], echoed["user"]) == (0.3, 0.9, "u-1")
+
+
+def test_penalties_not_sent_are_not_sent_upstream(client, upstream):
+    client.responses.create(model="gpt-test", input="hi")
+    assert "presence_penalty" not in upstream.last and "frequency_penalty" not in upstream.last
 
 
 def test_safety_identifier_is_sent_as_user(client, upstream):

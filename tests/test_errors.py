@@ -10,9 +10,10 @@ import openai
 import pytest
 
 from continuo.api.app import create_app
-from tests.conftest import make_config
+from tests.support.configs import make_config
 from tests.support.fake_chat import Reply
 from tests.support.servers import ServerThread
+from tests.support.waits import wait_until
 
 
 def post(server, content: bytes | str, headers: dict | None = None) -> httpx.Response:
@@ -52,6 +53,9 @@ def test_body_not_an_object(server):
         ({"model": "m", "input": "hi", "temperature": "hot"}, "temperature"),
         ({"model": "m", "input": "hi", "temperature": 3}, "temperature"),
         ({"model": "m", "input": "hi", "top_p": -1}, "top_p"),
+        ({"model": "m", "input": "hi", "presence_penalty": 2.5}, "presence_penalty"),
+        ({"model": "m", "input": "hi", "frequency_penalty": -3}, "frequency_penalty"),
+        ({"model": "m", "input": "hi", "frequency_penalty": "lots"}, "frequency_penalty"),
         ({"model": "m", "input": "hi", "max_output_tokens": "many"}, "max_output_tokens"),
         ({"model": "m", "input": "hi", "stream": "yes"}, "stream"),
         ({"model": "m", "input": "hi", "store": 1}, "store"),
@@ -205,11 +209,10 @@ def test_failed_requests_store_nothing(client, upstream, server):
 
 
 @pytest.mark.parametrize("retries", [0, 4])
-def test_connection_failures_are_retried_before_sending(tmp_path, retries):
+def test_connection_failures_are_retried_before_sending(tmp_path, retries, caplog):
     """An upstream that refuses connections at first (bound, not yet listening) is
     reached with max_retries; without retries the client gets a 502."""
     import threading
-    import time
 
     from tests.support.fake_chat import FakeChatUpstream
 
@@ -229,7 +232,10 @@ def test_connection_failures_are_retried_before_sending(tmp_path, retries):
 
     thread = threading.Thread(target=call)
     thread.start()
-    time.sleep(0.4)
+    if retries:  # at least one attempt was refused before the upstream listens
+        wait_until(lambda: any("unreachable" in r.getMessage() for r in caplog.records))
+    else:
+        wait_until(lambda: outcome)
     late_server.start()
     thread.join(timeout=30)
     late_server.stop()

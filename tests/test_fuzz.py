@@ -54,11 +54,14 @@ bodies = st.fixed_dictionaries(
     optional={field: json_values for field in FIELDS if field not in ("model", "input")},
 ) | st.fixed_dictionaries({"model": st.just("gpt-test"), "input": st.lists(items | json_values, max_size=4)})
 
-FUZZ = settings(max_examples=600, deadline=None, suppress_health_check=list(HealthCheck))
+# derandomize: the same examples on every run, so a failure in CI reproduces locally.
+FUZZ = settings(max_examples=600, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 
 
 def check(answer: httpx.Response) -> None:
     assert answer.status_code < 500, (answer.status_code, answer.text[:500])
+    if answer.status_code < 300:
+        assert answer.headers["content-type"].startswith(("application/json", "text/event-stream"))
     if answer.status_code >= 400:
         error = answer.json()["error"]
         assert set(error) == {"message", "type", "param", "code"} and error["message"]
@@ -102,6 +105,10 @@ def test_fuzz_raw_bodies(http, stored):
     run()
 
 
+# KNOWN BUG, for the lead (api/app.py): Starlette's redirect_slashes answers
+# "/v1/responses/?..." with a bodyless 307 instead of an OpenAI-shaped 404. Remove this
+# marker once Starlette(..., redirect_slashes=False) (or a route for it) is in.
+@pytest.mark.wire_exempt("json-answer")
 def test_fuzz_paths_and_queries(http, stored):
     printable = st.characters(min_codepoint=32, max_codepoint=0x2FFF, exclude_categories=("Cs", "Cc"))
     ids = st.text(printable, max_size=20) | st.just(stored["id"])

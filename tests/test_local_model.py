@@ -12,15 +12,16 @@ import pytest
 
 from continuo.api.app import create_app
 from continuo.config import load_config
+from tests.support.local_model import ADD, TOOLS, WEATHER, check
+from tests.support.requires import require, unavailable
 from tests.support.servers import ServerThread
 
-pytest.importorskip("xllamacpp", reason="xllamacpp is not installed (scripts/install.sh installs it)")
+require("xllamacpp", "xllamacpp is not installed (scripts/install.sh installs it)")
 
-from continuo.backends import local
-from tests.test_local_backend import ADD, TOOLS, WEATHER, check
+from continuo.backends import local  # noqa: E402 -- after the check that xllamacpp is there
 
 if local.default_model_path() is None:
-    pytest.skip("the local model is not installed (scripts/install.sh installs it)", allow_module_level=True)
+    unavailable("the local model is not installed (scripts/install.sh installs it)")
 
 
 @pytest.fixture(scope="module")

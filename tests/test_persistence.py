@@ -7,7 +7,8 @@ import sqlite3
 import openai
 
 from continuo.api.app import create_app
-from tests.conftest import make_config
+from tests.support.configs import make_config
+from tests.support.migrations import head_revision
 from tests.support.servers import ServerThread
 
 
@@ -36,16 +37,6 @@ def test_restart_keeps_responses_chains_and_items(upstream, tmp_path):
             ]
     finally:
         second_server.stop()
-
-
-def head_revision() -> str:
-    from alembic.script import ScriptDirectory
-
-    from continuo.store.engine import MIGRATIONS
-
-    head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
-    assert head is not None
-    return head
 
 
 def test_sqlite_file_is_wal_and_migrated(upstream, tmp_path):

@@ -15,7 +15,7 @@ from tests.support.configs import write_config
 from tests.support.fake_chat import Reply
 from tests.support.postgres import create_database, drop_database
 from tests.support.process import ServerProcess
-from tests.test_background import wait_until
+from tests.support.waits import wait_until
 
 
 def replica_config(path: Path, upstream_url: str, database_url: str, max_concurrent: int) -> Path:
@@ -219,7 +219,7 @@ def test_migrate_command_brings_a_fresh_database_up_to_date(tmp_path, upstream):
                 await connection.close()
             return {row["tablename"] for row in rows} | {f"version:{version}"}
 
-        from tests.test_persistence import head_revision
+        from tests.support.migrations import head_revision
 
         assert {"responses", "items", "events", "api_keys", f"version:{head_revision()}"} <= asyncio.run(tables())
     finally:

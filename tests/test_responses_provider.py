@@ -208,7 +208,7 @@ def test_three_turn_chain_with_a_function_call(client, rserver, rupstream, strea
     assert message["type"] == "message" and message["id"].startswith("msg_")
     assert message["content"][0]["text"] == "Il fait 18 degrés."
     assert second["usage"]["input_tokens"] == 17
-    assert second["usage"]["input_tokens_details"] == {"cached_tokens": 3}
+    assert second["usage"]["input_tokens_details"] == {"cached_tokens": 3, "cache_write_tokens": 0}
     assert second["usage"]["output_tokens_details"] == {"reasoning_tokens": 5}
 
     # Turn 3: a follow-up, chained, without instructions.
@@ -303,6 +303,7 @@ def test_request_fields_are_passed_by_their_responses_names(client, rupstream):
         top_p=0.9,
         user="u-1",
         prompt_cache_key="pk-1",
+        extra_body={"presence_penalty": 1.5, "frequency_penalty": 0},
     )
     assert rupstream.last == {
         "model": "up-big",
@@ -317,6 +318,8 @@ def test_request_fields_are_passed_by_their_responses_names(client, rupstream):
         "top_p": 0.9,
         "user": "u-1",
         "prompt_cache_key": "pk-1",
+        "presence_penalty": 1.5,
+        "frequency_penalty": 0,
         "store": False,
     }
 

@@ -4,7 +4,6 @@ ends in a terminal state, persisted events still replay, nothing else stored is 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 from tests.support.configs import write_config
 from tests.support.fake_chat import Reply
 from tests.support.process import ServerProcess
-from tests.test_background import wait_until
+from tests.support.waits import wait_until
 
 RESTARTED = "stopped before it finished"
 SHUTDOWN = "shut down while this response was running"
@@ -54,8 +53,8 @@ def test_sigkill_during_background_run(config, upstream, processes):
         upstream.script(Reply(text="slow " * 200, chunk_size=3, delay=0.05))
         running = client.responses.create(model="m", input="long", background=True)
         queued = client.responses.create(model="m", input="waiting", background=True)
-        wait_until(lambda: client.responses.retrieve(running.id).status == "in_progress")
-        time.sleep(0.3)  # some deltas are persisted
+        with client.responses.retrieve(running.id, stream=True) as live:
+            next(e for e in live if e.type == "response.output_text.delta")  # some deltas are persisted
     first.kill()
 
     second = ServerProcess(config, port=first.port).start()
@@ -128,7 +127,7 @@ def test_a_cancel_sent_before_a_dead_servers_lease_runs_out_wins(tmp_path, upstr
         tmp_path / "continuo.toml",
         database_url=f"sqlite:///{tmp_path / 'cancel.db'}",
         upstream_url=upstream.url,
-        extra="[background]\nlease_seconds = 4\npoll_seconds = 0.2",
+        extra="[background]\nlease_seconds = 10\npoll_seconds = 0.2",
     )
     first = ServerProcess(config).start()
     processes.append(first)

@@ -67,7 +67,7 @@ async def test_save_get_delete(store):
     assert await store.delete_response("other", "resp_a") is False
     assert await store.delete_response("p", "resp_a") is True
     assert await store.get_response("p", "resp_a") is None
-    assert await store.input_items("p", "resp_a") is None
+    assert await store.input_items("p", "resp_a", limit=20, ascending=True, after=None) is None
 
 
 async def test_chain_branches_and_input_items(store):
@@ -76,7 +76,8 @@ async def test_chain_branches_and_input_items(store):
     await store.save_response("p", response("resp_3", "resp_1", text_="o3"), [user("msg_3", "i3")])
     assert texts(await store.chain_items("p", "resp_2")) == ["i1", "o1", "i2", "o2"]
     assert texts(await store.chain_items("p", "resp_3")) == ["i1", "o1", "i3", "o3"]
-    assert texts(await store.input_items("p", "resp_3")) == ["i1", "o1", "i3"]
+    page = await store.input_items("p", "resp_3", limit=20, ascending=True, after=None)
+    assert texts(page.data) == ["i1", "o1", "i3"]
     assert await store.chain_items("other", "resp_3") is None
     found = await store.find_items("p", ["msg_out_resp_1", "msg_2", "missing"])
     assert set(found) == {"msg_out_resp_1", "msg_2"}
@@ -243,9 +244,8 @@ async def test_a_large_read_leaves_the_event_loop(store):
     import threading
 
     def count(conn, upto: int) -> tuple[int, str]:
-        query = (
-            f"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {upto}) SELECT count(*) FROM c"
-        )
+        query = f"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {upto}) "
+        query += "SELECT count(*) FROM c"
         return conn.execute(text(query)).scalar(), threading.current_thread().name
 
     small = await store._read(count, 10)

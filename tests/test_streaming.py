@@ -2,53 +2,16 @@
 
 from __future__ import annotations
 
-import socket
-
-import orjson
 import pytest
 
 from tests.support.fake_chat import Reply
+from tests.support.sse import parse, raw_sse
 
 WEATHER = {
     "type": "function",
     "name": "get_weather",
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
 }
-
-
-def raw_sse(port: int, body: dict) -> tuple[str, list[bytes]]:
-    """POST over a plain socket and return the head and the HTTP chunks as sent."""
-    payload = orjson.dumps(body)
-    with socket.create_connection(("127.0.0.1", port)) as sock:
-        sock.sendall(
-            b"POST /v1/responses HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"Connection: close\r\nContent-Length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload
-        )
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    head, _, rest = data.partition(b"\r\n\r\n")
-    chunks = []
-    while rest:
-        size_line, _, rest = rest.partition(b"\r\n")
-        size = int(size_line, 16)
-        if size == 0:
-            break
-        chunks.append(rest[:size])
-        rest = rest[size + 2 :]
-    return head.decode(), chunks
-
-
-def parse(chunks: list[bytes]) -> list[dict]:
-    events = []
-    for chunk in chunks:
-        assert chunk.endswith(b"\n\n") and b"\r" not in chunk
-        lines = chunk[:-2].split(b"\n")
-        assert len(lines) == 2 and lines[0].startswith(b"event: ") and lines[1].startswith(b"data: ")
-        event = orjson.loads(lines[1][6:])
-        assert lines[0][7:].decode() == event["type"]
-        events.append(event)
-    return events
 
 
 def without_parsed(value):
@@ -150,6 +113,7 @@ def test_stream_store_false(client, upstream):
     assert events[-1].response.store is False
 
 
+@pytest.mark.wire_exempt("stored")  # the point: storing it fails
 def test_a_store_failure_ends_the_stream_as_failed(server, client, upstream, monkeypatch):
     store = server.app.state.service.store
 

@@ -12,7 +12,8 @@ import openai
 import pytest
 
 from tests.support.fake_chat import Reply
-from tests.support.sockets import TERMINAL, open_socket, wait_for
+from tests.support.sockets import TERMINAL, open_socket
+from tests.support.waits import wait_until
 
 
 def text_of(events: list[dict]) -> str:
@@ -254,7 +255,7 @@ def test_lanes_run_side_by_side_and_one_lane_is_first_in_first_out(server, upstr
     try:
         with open_socket(server.url) as ws:
             ws.create(model="gpt-test", input="a1", store=False, stream_id="a")
-            wait_for(lambda: len(upstream.requests) == 1)
+            wait_until(lambda: len(upstream.requests) == 1)
             ws.create(model="gpt-test", input="a2", store=False, stream_id="a")
             ws.create(model="gpt-test", input="b1", store=False, stream_id="b")
             # Lane b answers while lane a's first response is still running...
@@ -292,12 +293,12 @@ def test_a_client_that_vanishes_mid_response_leaves_it_cancelled(server, upstrea
             except openai.NotFoundError:
                 return None
 
-        response = wait_for(stored)
+        response = wait_until(stored)
     finally:
         hold.set()
     assert response.status == "cancelled"
     assert response.output_text == "a lo"
-    wait_for(lambda: upstream.disconnects == 1)
+    wait_until(lambda: upstream.disconnects == 1)
 
 
 def test_the_openai_sdk_websocket_connection(server, upstream, client):

@@ -12,10 +12,11 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidS
 
 from continuo.api.app import create_app
 from continuo.core.socket_cache import ContextCache
-from tests.conftest import make_config
+from tests.support.configs import make_config
 from tests.support.fake_chat import Reply
 from tests.support.servers import ServerThread
-from tests.support.sockets import open_socket, wait_for
+from tests.support.sockets import open_socket
+from tests.support.waits import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +110,7 @@ def test_a_socket_holds_a_stream_slot_of_its_key(upstream, tmp_path):
             assert raised.value.response.status_code == 429
             assert b"rate_limit_exceeded" in raised.value.response.body
         # Freed when the sockets close (as soon as the server has seen them go).
-        wait_for(accepted)
+        wait_until(accepted)
     finally:
         server.stop()
 

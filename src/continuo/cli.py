@@ -5,9 +5,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
+from typing import Any
 
-from continuo.config import ConfigError, load_config
+from continuo.config import WORKER_ENV, ConfigError, load_config
+
+
+def worker_count(value: int | str) -> int:
+    """``workers`` from the file or the command line: a number, or 0 / "auto" for one
+    process per core."""
+    if isinstance(value, str):
+        if value.strip().lower() == "auto":
+            return os.cpu_count() or 1
+        value = int(value)
+    if value < 0:
+        raise ConfigError(f"workers must be 0 (auto) or more, not {value}")
+    return value or os.cpu_count() or 1
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -18,33 +32,44 @@ def _serve(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     host = args.host or config.server.host
     port = args.port or config.server.port
-    uvicorn.run(
-        create_app(config),
-        host=host,
-        port=port,
-        loop="auto",
-        http="auto",
-        log_level=args.log_level,
-        access_log=False,
-        timeout_graceful_shutdown=30,
-        ws_max_size=config.server.max_body_bytes,  # a response.create frame is a request body
-    )
+    workers = worker_count(args.workers if args.workers is not None else config.server.workers)
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "loop": "auto",
+        "http": "auto",
+        "log_level": args.log_level,
+        "access_log": False,
+        "timeout_graceful_shutdown": 30,
+        "ws_max_size": config.server.max_body_bytes,  # a response.create frame is a request body
+    }
+    if workers == 1:
+        uvicorn.run(create_app(config), **options)
+        return 0
+    # Several processes on one port, under uvicorn's supervisor (which restarts a worker
+    # that dies). Migrations run once, here, before any worker starts.
+    if config.database.migrate:
+        asyncio.run(_run_migrations(config.database.url))
+    if args.config:
+        os.environ["CONTINUO_CONFIG"] = os.path.abspath(args.config)
+    os.environ[WORKER_ENV] = "1"
+    uvicorn.run("continuo.api.app:worker_app", factory=True, workers=workers, **options)
     return 0
 
 
-def _migrate(args: argparse.Namespace) -> int:
+async def _run_migrations(url: str) -> None:
     from continuo.store.sql import SQLStore
 
+    store = SQLStore(url)
+    try:
+        await store.run_migrations()
+    finally:
+        await store.close()
+
+
+def _migrate(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-
-    async def run() -> None:
-        store = SQLStore(config.database.url)
-        try:
-            await store.run_migrations()
-        finally:
-            await store.close()
-
-    asyncio.run(run())
+    asyncio.run(_run_migrations(config.database.url))
     print("database is up to date")
     return 0
 
@@ -89,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--log-level", default="info")
+    serve.add_argument("--workers", help="server processes on this port (0 or auto: one per core)")
     serve.set_defaults(run=_serve)
     migrate = sub.add_parser("migrate", help="bring the database schema up to date")
     migrate.add_argument("--config")

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 PROVIDER_TYPES = ("chat_completions", "responses", "local")
+# Set in the worker processes of ``continuo serve --workers N``.
+WORKER_ENV = "CONTINUO_WORKER"
 
 
 class ConfigError(ValueError):
@@ -25,6 +27,8 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     max_body_bytes: int = 50 * 1024 * 1024
+    # Server processes on one port; 0 or "auto": one per core.
+    workers: int | str = 1
 
 
 @dataclass(slots=True)
@@ -50,9 +54,11 @@ class BackgroundConfig:
 @dataclass(slots=True)
 class LimitsConfig:
     # 0 turns a limit off.
-    requests_per_minute: int = 0  # per API key, per replica
-    concurrent_streams: int = 0  # per API key, per replica
+    requests_per_minute: int = 0  # per API key, across every worker and replica
+    concurrent_streams: int = 0  # per API key, across every worker and replica
     max_input_items: int = 4096
+    # Count the limits in Redis rather than in the database.
+    redis_url: str | None = None
 
 
 @dataclass(slots=True)

@@ -12,11 +12,13 @@ from continuo.core.background import BackgroundRunner
 from continuo.core.driver import RunDriver
 from continuo.core.fetch import Fetcher
 from continuo.core.keys import KeyRing
-from continuo.core.limits import Limiter
+from continuo.core.limits import LimitCounts, Limiter
 from continuo.core.routing import Router
 from continuo.core.service import ResponsesService
-from continuo.notify import LocalNotifier, Notifier
+from continuo.notify import Notifier
+from continuo.notify_ipc import SocketNotifier
 from continuo.store.pg_notify import PostgresNotifier
+from continuo.store.redis_limits import RedisLimitCounts
 from continuo.store.sql import SQLStore
 
 log = logging.getLogger("continuo")
@@ -39,7 +41,9 @@ class Services:
         store = SQLStore(config.database.url, migrate=config.database.migrate, pool_size=config.database.pool_size)
         await store.open()
         router = Router(config, create_backend)
-        notifier: Notifier = LocalNotifier() if store.is_sqlite else PostgresNotifier(config.database.url)
+        notifier: Notifier = (
+            SocketNotifier(store.sqlite_path) if store.is_sqlite else PostgresNotifier(config.database.url)
+        )
         await notifier.start()
         fetcher = Fetcher(config.security)
         driver = RunDriver(router, fetcher)
@@ -49,11 +53,16 @@ class Services:
         keyring = KeyRing(store, config.keys)
         if not await keyring.required():
             log.warning("no API key is configured: the server is open to anyone who can reach it")
-        return cls(config, store, notifier, router, fetcher, background, service, keyring, Limiter(config.limits))
+        counts: LimitCounts = store if config.limits.redis_url is None else RedisLimitCounts(config.limits.redis_url)
+        limiter = Limiter(config.limits, counts)
+        return cls(config, store, notifier, router, fetcher, background, service, keyring, limiter)
 
     async def aclose(self) -> None:
         # Foreground requests have drained by now (the server waits for them).
         await self.background.stop()
+        await self.limiter.aclose()
+        if isinstance(self.limiter.counts, RedisLimitCounts):
+            await self.limiter.counts.aclose()
         await self.service.aclose()
         await self.notifier.stop()
         await self.fetcher.aclose()

@@ -70,6 +70,7 @@ class FakeChatUpstream:
                 Route("/files/{name}", self.file, methods=["GET"]),
             ]
         )
+        self.app.state.fake_upstream = True  # not Continuo: its wire is not checked
 
     async def file(self, request: Request) -> Response:
         """A small image to fetch, for the remote-content tests."""

@@ -83,6 +83,7 @@ class FakeResponsesUpstream:
         self.counter = itertools.count(1)
         self.url = ""
         self.app = Starlette(routes=[Route("/v1/responses", self.handle, methods=["POST"])])
+        self.app.state.fake_upstream = True  # not Continuo: its wire is not checked
 
     def reset(self) -> None:
         self.requests.clear()

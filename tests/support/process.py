@@ -21,7 +21,10 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, config_path: Path, port: int | None = None, log_path: Path | None = None) -> None:
+    def __init__(
+        self, config_path: Path, port: int | None = None, log_path: Path | None = None, args: tuple[str, ...] = ()
+    ) -> None:
+        self.args = args
         self.config_path = config_path
         self.port = port or free_port()
         self.log_path = log_path or config_path.with_suffix(".log")
@@ -34,7 +37,17 @@ class ServerProcess:
     def start(self) -> ServerProcess:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "continuo", "serve", "--config", str(self.config_path), "--port", str(self.port)],
+            [
+                sys.executable,
+                "-m",
+                "continuo",
+                "serve",
+                "--config",
+                str(self.config_path),
+                "--port",
+                str(self.port),
+                *self.args,
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},

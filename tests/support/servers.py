@@ -1,4 +1,8 @@
-"""Real HTTP servers on 127.0.0.1 for the tests: an ASGI app under uvicorn in a thread."""
+"""Real HTTP servers on 127.0.0.1 for the tests: an ASGI app under uvicorn in a thread.
+
+Every app but a fake upstream is served through ``wire.record``, so what it answers on
+``/v1/responses...`` is checked against the specs when the test ends (tests/conftest.py).
+"""
 
 from __future__ import annotations
 
@@ -9,17 +13,27 @@ from typing import Any
 
 import uvicorn
 
+from tests.support import wire
+
+
+def is_fake_upstream(app: Any) -> bool:
+    return bool(getattr(getattr(app, "state", None), "fake_upstream", False))
+
 
 class ServerThread:
     def __init__(self, app: Any) -> None:
         self.app = app
+        self.recorder = None if is_fake_upstream(app) else wire.record(app)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
         self.port: int = self.sock.getsockname()[1]
-        config = uvicorn.Config(app, loop="uvloop", log_level="warning", lifespan="on", timeout_graceful_shutdown=5)
+        served = app if self.recorder is None else self.recorder
+        config = uvicorn.Config(served, loop="uvloop", log_level="warning", lifespan="on", timeout_graceful_shutdown=5)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+        if self.recorder is not None:
+            self.recorder.url = self.url
 
     @property
     def url(self) -> str:
@@ -32,9 +46,15 @@ class ServerThread:
             if not self.thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError("server did not start")
             time.sleep(0.01)
+        if self.recorder is not None:
+            self.recorder.running = True
         return self
 
     def stop(self) -> None:
+        if self.recorder is not None:
+            # Fetch the stored copies the contract compares while the server still answers.
+            wire.settle([e for e in wire.LOG.since(0) if e.recorder is self.recorder])
+            self.recorder.running = False
         self.server.should_exit = True
         self.thread.join(timeout=30)
         self.sock.close()

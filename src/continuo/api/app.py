@@ -12,7 +12,7 @@ from continuo.api.auth import AuthMiddleware
 from continuo.api.errors import EXCEPTION_HANDLERS
 from continuo.api.routes import ROUTES
 from continuo.api.websocket import responses_socket
-from continuo.config import Config
+from continuo.config import Config, load_config
 from continuo.services import Services
 
 
@@ -33,3 +33,11 @@ def create_app(config: Config) -> Starlette:
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
     app.add_middleware(AuthMiddleware)
     return app
+
+
+def worker_app() -> Starlette:
+    """The app of one worker of ``continuo serve --workers N``: the configuration from
+    ``$CONTINUO_CONFIG``; migrations already ran in the supervisor."""
+    config = load_config()
+    config.database.migrate = False
+    return create_app(config)

@@ -87,7 +87,7 @@ class AuthMiddleware:
                 await _refuse(scope, receive, send, response)
                 return
             project, caller = found, token
-        if (wait := limiter.take(caller)) is not None:
+        if (wait := await limiter.take(caller)) is not None:
             response = _error(
                 "Rate limit reached for requests per minute on this key. Try again later.",
                 429,

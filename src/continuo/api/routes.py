@@ -28,11 +28,12 @@ def _project(request: Request) -> str:
     return project
 
 
-def _stream(request: Request, events: AsyncIterator[Event]) -> Response:
+async def _stream(request: Request, events: AsyncIterator[Event]) -> Response:
     """An SSE response that holds one of the caller's concurrent-stream slots."""
     limiter: Limiter = request.app.state.limiter
     caller: str = request.state.caller
-    if not limiter.open_stream(caller):
+    slot = await limiter.open_stream(caller)
+    if slot is None:
         raise APIError(
             "Too many concurrent streams on this key.", status=429, type="requests", code="rate_limit_exceeded"
         )
@@ -42,7 +43,7 @@ def _stream(request: Request, events: AsyncIterator[Event]) -> Response:
             async for event in events:
                 yield event
         finally:
-            limiter.close_stream(caller)
+            await limiter.close_stream(slot)
 
     return sse_response(held())
 
@@ -87,7 +88,7 @@ async def create_response(request: Request) -> Response:
     service = _service(request)
     answer = await service.create(body, project)
     if answer.events is not None:
-        return _stream(request, answer.events)
+        return await _stream(request, answer.events)
     return json_response(answer.body)
 
 
@@ -108,7 +109,7 @@ async def get_response(request: Request) -> Response:
     service = _service(request)
     if request.query_params.get("stream") in ("true", "1"):
         events = await service.follow(_project(request), response_id, _starting_after(request))
-        return _stream(request, events)
+        return await _stream(request, events)
     return json_response(await service.retrieve(_project(request), response_id))
 
 

@@ -63,7 +63,8 @@ async def responses_socket(websocket: WebSocket) -> None:
     service: ResponsesService = state.service
     limiter: Limiter = state.limiter
     caller: str = websocket.state.caller
-    if not limiter.open_stream(caller):
+    slot = await limiter.open_stream(caller)
+    if slot is None:
         error = APIError(
             "Too many concurrent streams on this key.", status=429, type="requests", code="rate_limit_exceeded"
         )
@@ -86,4 +87,4 @@ async def responses_socket(websocket: WebSocket) -> None:
             wire.gone = True
             await session.aclose()
     finally:
-        limiter.close_stream(caller)
+        await limiter.close_stream(slot)

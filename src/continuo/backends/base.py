@@ -19,8 +19,9 @@ class ModelRequest:
     ``items`` are Responses input items (messages, function_call, function_call_output,
     reasoning), already resolved: no item_reference, chain already expanded.
     ``params`` holds sampling and pass-through options by their Responses names
-    (temperature, top_p, max_output_tokens, seed, stop, top_k, repetition_penalty, user,
-    prompt_cache_key, reasoning_effort, parallel_tool_calls); absent keys were not sent.
+    (temperature, top_p, max_output_tokens, seed, stop, top_k, repetition_penalty,
+    presence_penalty, frequency_penalty, user, prompt_cache_key, reasoning_effort,
+    parallel_tool_calls); absent keys were not sent.
     """
 
     model: str

@@ -27,6 +27,8 @@ PARAMS = {
     "stop": "stop",
     "top_k": "top_k",
     "repetition_penalty": "repetition_penalty",
+    "presence_penalty": "presence_penalty",
+    "frequency_penalty": "frequency_penalty",
     "user": "user",
     "prompt_cache_key": "prompt_cache_key",
     "reasoning_effort": "reasoning_effort",

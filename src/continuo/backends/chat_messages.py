@@ -36,7 +36,7 @@ def _user_content(parts: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
             converted.append({"type": "text", "text": part["text"]})
         elif kind == "input_image":
             image: dict[str, Any] = {"url": part["image_url"]}
-            if part.get("detail"):
+            if part.get("detail") not in (None, "auto"):  # auto: the default, left unsaid
                 image["detail"] = part["detail"]
             converted.append({"type": "image_url", "image_url": image})
         elif kind == "input_file":

@@ -4,6 +4,7 @@ and upstream failures mapped to ``UpstreamError`` with a message that names the 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,6 +13,8 @@ import orjson
 
 from continuo.backends.base import Delta, UpstreamError
 from continuo.config import ProviderConfig
+
+log = logging.getLogger("continuo.upstream")
 
 
 async def sse_events(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str | None, str]]:
@@ -155,6 +158,13 @@ class HTTPProvider:
             except aiohttp.ClientConnectorError as exc:
                 if attempt == self.config.max_retries:
                     raise UpstreamError(f"provider '{self.name}' is unreachable: {type(exc).__name__}") from None
+                log.warning(
+                    "provider %r unreachable (%s); retry %d of %d",
+                    self.name,
+                    type(exc).__name__,
+                    attempt + 1,
+                    self.config.max_retries,
+                )
                 await asyncio.sleep(min(0.25 * 2**attempt, 2.0))
             except TimeoutError:
                 raise UpstreamError(f"provider '{self.name}' timed out", status=504) from None

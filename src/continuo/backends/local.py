@@ -79,6 +79,8 @@ _PARAMS = {
     "seed": "seed",
     "stop": "stop",
     "repetition_penalty": "repeat_penalty",
+    "presence_penalty": "presence_penalty",
+    "frequency_penalty": "frequency_penalty",
 }
 
 

@@ -49,6 +49,8 @@ PARAMS = (
     "stop",
     "top_k",
     "repetition_penalty",
+    "presence_penalty",
+    "frequency_penalty",
 )
 
 # OpenAI's event names first; Open Responses calls raw reasoning ``response.reasoning.delta``.

@@ -21,8 +21,14 @@ Event = tuple[str, bytes]
 
 
 def new_response(request: CreateRequest, response_id: str, created_at: int) -> dict[str, Any]:
-    """The Response object as it stands before the model says anything."""
-    return {
+    """The Response object as it stands before the model says anything.
+
+    Every field of OpenAI's ``Response`` and Open Responses' ``ResponseResource``, typed as
+    both specs say: sampling values the client left out are echoed as the defaults the
+    model ran with (Open Responses requires numbers there, never null), and ``user``, a
+    string in OpenAI's schema that is not nullable, is left out unless it was sent.
+    """
+    response = {
         "id": response_id,
         "object": "response",
         "created_at": created_at,
@@ -47,15 +53,21 @@ def new_response(request: CreateRequest, response_id: str, created_at: int) -> d
         "service_tier": request.service_tier or "default",
         "store": request.store,
         "temperature": 1.0 if request.temperature is None else request.temperature,
-        "text": request.text,
+        "text": _echo_text(request.text),
         "tool_choice": request.tool_choice,
         "tools": request.tools,
         "top_logprobs": request.top_logprobs or 0,
         "top_p": 1.0 if request.top_p is None else request.top_p,
         "truncation": request.truncation,
-        "usage": None,
-        "user": request.user,
+        # Nothing counted yet. Not null: OpenAI's schema types usage as an object, and
+        # Open Responses requires the field.
+        "usage": usage_object(Usage()),
+        "presence_penalty": request.extra.get("presence_penalty", 0.0),
+        "frequency_penalty": request.extra.get("frequency_penalty", 0.0),
     }
+    if request.user is not None:
+        response["user"] = request.user
+    return response
 
 
 class _OpenItem:
@@ -281,14 +293,7 @@ class ResponseBuilder:
         self._close_calls(status)
 
     def _usage(self) -> dict[str, Any]:
-        usage = self.usage or Usage()
-        return {
-            "input_tokens": usage.input_tokens,
-            "input_tokens_details": {"cached_tokens": usage.cached_tokens},
-            "output_tokens": usage.output_tokens,
-            "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
-            "total_tokens": usage.input_tokens + usage.output_tokens,
-        }
+        return usage_object(self.usage or Usage())
 
     def complete(self) -> None:
         """The model finished: settle the status from its finish reason."""
@@ -319,6 +324,28 @@ class ResponseBuilder:
     def terminal(self) -> None:
         """Record the terminal event for the settled status."""
         self.lifecycle(terminal_event(self.response["status"]))
+
+
+def _echo_text(text: dict[str, Any]) -> dict[str, Any]:
+    """``text`` as the response shows it: a json_schema format's ``strict`` is a boolean
+    (false when not sent), and its ``description`` is left out when not sent (OpenAI's
+    schema has it as a string, never null)."""
+    fmt = text["format"]
+    if fmt.get("type") != "json_schema":
+        return text
+    echoed = {k: v for k, v in fmt.items() if not (k == "description" and v is None)}
+    echoed["strict"] = bool(fmt.get("strict"))
+    return {**text, "format": echoed}
+
+
+def usage_object(usage: Usage) -> dict[str, Any]:
+    return {
+        "input_tokens": usage.input_tokens,
+        "input_tokens_details": {"cached_tokens": usage.cached_tokens, "cache_write_tokens": 0},
+        "output_tokens": usage.output_tokens,
+        "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+        "total_tokens": usage.input_tokens + usage.output_tokens,
+    }
 
 
 def _snapshot(item: dict[str, Any]) -> dict[str, Any]:

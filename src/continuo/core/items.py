@@ -83,6 +83,7 @@ def _normalize_item(raw: Any, where: str) -> dict[str, Any]:
         if isinstance(output, list):
             for j, part in enumerate(output):
                 _part(part, f"{where}.output[{j}]", INPUT_PARTS)
+        item.setdefault("status", "completed")  # required when the item is listed back
     elif kind == "reasoning":
         summary = item.setdefault("summary", [])
         if not isinstance(summary, list):
@@ -157,6 +158,7 @@ def _part(part: Any, where: str, allowed: tuple[str, ...]) -> dict[str, Any]:
                 param=f"{where}.image_url",
                 code="invalid_image_url",
             )
+        part.setdefault("detail", "auto")  # required in a stored item; OpenAI's default
     elif kind == "input_file":
         if not any(isinstance(part.get(k), str) for k in ("file_data", "file_url", "file_id")):
             raise missing(f"{where}.file_data")

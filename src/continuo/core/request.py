@@ -136,6 +136,11 @@ def _pass_through(body: dict[str, Any]) -> dict[str, Any]:
         extra["top_k"] = top_k
     if (penalty := v.opt_number(body, "repetition_penalty", minimum=0)) is not None:
         extra["repetition_penalty"] = penalty
+    # Responses fields too (Open Responses has them; OpenAI echoes them): kept here so
+    # they reach the model's params with the others, and echoed in the response.
+    for name in ("presence_penalty", "frequency_penalty"):
+        if (value := v.opt_number(body, name, minimum=-2, maximum=2)) is not None:
+            extra[name] = value
     return extra
 
 

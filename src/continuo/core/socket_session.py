@@ -165,7 +165,8 @@ class SocketSession:
             if body.get("type") == "response.processed":
                 return  # Codex acknowledges a response it has handled; nothing to do
             stream_id = _stream_id(body)
-            self._admit(stream_id)
+            await self._count()
+            self._admit(stream_id)  # no await between this check and the frame joining its lane
         except APIError as exc:
             await self.send(error_event(exc, stream_id))
             return
@@ -193,7 +194,10 @@ class SocketSession:
                 f"({self.config.max_active_responses}).",
                 code="websocket_response_limit_reached",
             )
-        if (wait := self.limiter.take(self.caller)) is not None:
+
+    async def _count(self) -> None:
+        """Each response.create is a request for the per-minute limit."""
+        if (wait := await self.limiter.take(self.caller)) is not None:
             raise APIError(
                 "Rate limit reached for requests per minute on this key. Try again later.",
                 status=429,

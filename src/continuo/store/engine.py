@@ -12,9 +12,11 @@ may wait; WAL checkpoints, which write the database file, run in a worker thread
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -82,6 +84,27 @@ _BUDGET_STEP = 1_000
 _RETRY_IN_THREAD = ("locked", "busy", "interrupted")
 
 
+# How long a worker thread's connection waits for another process's write lock.
+_BUSY_TIMEOUT_MS = 30_000
+
+
+@contextmanager
+def _transaction(engine: Engine, *, write: bool) -> Iterator[Connection]:
+    """One SQLite transaction on a connection in autocommit mode: BEGIN IMMEDIATE for a
+    write (the write lock is taken before anything is read), a deferred BEGIN for a read
+    (one consistent snapshot for all its statements)."""
+    with engine.connect() as conn:
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        raw.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        try:
+            yield conn
+        except BaseException:
+            raw.rollback()
+            raise
+        raw.commit()
+
+
 class _Budget:
     __slots__ = ("left",)
 
@@ -106,13 +129,25 @@ class Database:
         if self.is_sqlite:
             threads = 2
             # On the event loop: one connection, which never waits for a lock.
-            self.inline = create_engine(self.url, poolclass=StaticPool, connect_args={"check_same_thread": False})
+            # Transactions are begun by hand (``_transaction``): writes take the write lock up
+            # front (BEGIN IMMEDIATE), so a writer never fails halfway on a lock upgrade
+            # when other processes write the same file.
+            self.inline = create_engine(
+                self.url,
+                poolclass=StaticPool,
+                isolation_level="AUTOCOMMIT",
+                connect_args={"check_same_thread": False},
+            )
             event.listen(self.inline, "connect", _sqlite_pragmas(0, autocheckpoint=False))
             # In worker threads: what had to wait, and checkpoints.
             self.sqlite = create_engine(
-                self.url, pool_size=threads, max_overflow=0, connect_args={"check_same_thread": False}
+                self.url,
+                pool_size=threads,
+                max_overflow=0,
+                isolation_level="AUTOCOMMIT",
+                connect_args={"check_same_thread": False},
             )
-            event.listen(self.sqlite, "connect", _sqlite_pragmas(5000, autocheckpoint=True))
+            event.listen(self.sqlite, "connect", _sqlite_pragmas(_BUSY_TIMEOUT_MS, autocheckpoint=True))
             self.threads = ThreadPoolExecutor(threads, thread_name_prefix="continuo-sqlite")
             # SQLite has one writer at a time: writers queue here rather than spin on
             # SQLITE_BUSY (which cost hundreds of milliseconds at 16 concurrent requests).
@@ -120,6 +155,11 @@ class Database:
             self.writes = 0
         else:
             self.engine = create_async_engine(self.url, pool_size=pool_size)
+
+    @property
+    def sqlite_path(self) -> str:
+        """The SQLite file (processes sharing it find each other by it)."""
+        return make_url(self.url).database or ""
 
     @property
     def sync_engine(self) -> Engine:
@@ -133,12 +173,12 @@ class Database:
 
     def _sqlite_read(self, operation: Callable[..., T], args: tuple[Any, ...]) -> T:
         assert self.sqlite is not None
-        with self.sqlite.connect() as conn:
+        with _transaction(self.sqlite, write=False) as conn:
             return operation(conn, *args)
 
     def _sqlite_write(self, operation: Callable[..., T], args: tuple[Any, ...]) -> T:
         assert self.sqlite is not None
-        with self.write_lock, self.sqlite.begin() as conn:
+        with self.write_lock, _transaction(self.sqlite, write=True) as conn:
             return operation(conn, *args)
 
     def _sqlite_checkpoint(self) -> None:
@@ -155,11 +195,11 @@ class Database:
             if not self.write_lock.acquire(blocking=False):
                 raise _Busy
             try:
-                with self.inline.begin() as conn:
+                with _transaction(self.inline, write=True) as conn:
                     return operation(conn, *args)
             finally:
                 self.write_lock.release()
-        with self.inline.connect() as conn:
+        with _transaction(self.inline, write=False) as conn:
             raw = conn.connection.dbapi_connection
             assert raw is not None
             budget = _Budget()
@@ -172,8 +212,8 @@ class Database:
     async def _sqlite(self, operation: Callable[..., T], args: tuple[Any, ...], write: bool) -> T:
         try:
             result = self._inline(operation, args, write)
-        except (_Busy, OperationalError) as exc:
-            if isinstance(exc, OperationalError) and not any(w in str(exc) for w in _RETRY_IN_THREAD):
+        except (_Busy, OperationalError, sqlite3.OperationalError) as exc:
+            if not isinstance(exc, _Busy) and not any(w in str(exc) for w in _RETRY_IN_THREAD):
                 raise
             run = self._sqlite_write if write else self._sqlite_read
             return await asyncio.get_running_loop().run_in_executor(self.threads, run, operation, args)

@@ -11,6 +11,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -91,4 +92,23 @@ api_keys = Table(
     Column("hash", String(128), nullable=False, unique=True),
     Column("created_at_us", BigInteger, nullable=False),
     Column("revoked_at_us", BigInteger, nullable=True),
+)
+
+# Shared limits (counted by every worker and replica in one place): a token bucket per key
+# and one row per open stream, under a hash of the key, never the key.
+rate_buckets = Table(
+    "rate_buckets",
+    metadata,
+    Column("key", String(80), primary_key=True),
+    Column("tokens", Float, nullable=False),
+    Column("updated_at_us", BigInteger, nullable=False),
+)
+
+stream_slots = Table(
+    "stream_slots",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("key", String(80), nullable=False),
+    Column("expires_at_us", BigInteger, nullable=False),
+    Index("ix_stream_slots_key", "key"),
 )

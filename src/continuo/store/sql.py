@@ -11,7 +11,7 @@ from typing import Any
 
 from continuo.store.base import ClaimedRun, ExpiredRun, ItemPage, StoredEvent, StoredKey
 from continuo.store.engine import Database
-from continuo.store.ops import keys, responses, runs
+from continuo.store.ops import keys, limits, responses, runs
 
 
 class SQLStore(Database):
@@ -107,3 +107,18 @@ class SQLStore(Database):
 
     async def has_active_keys(self) -> bool:
         return await self._read(keys.has_keys)
+
+    # -- shared limits ----------------------------------------------------------------
+
+    async def take_token(self, key: str, rate_per_minute: int, now_us: int) -> float | None:
+        return await self._write(limits.take_token, key, rate_per_minute, now_us)
+
+    async def open_slot(self, key: str, slot: str, limit: int, now_us: int, expires_us: int) -> bool:
+        return await self._write(limits.open_slot, key, slot, limit, now_us, expires_us)
+
+    async def close_slot(self, key: str, slot: str) -> None:
+        await self._write(limits.close_slot, key, slot)
+
+    async def renew_slots(self, key_slots: list[tuple[str, str]], expires_us: int) -> None:
+        if key_slots:
+            await self._write(limits.renew_slots, [slot for _, slot in key_slots], expires_us)
