@@ -104,3 +104,24 @@ async def test_runner_with_a_server_side_conversation(server, upstream):
     third = await agents.Runner.run(agent, "What is my name?", conversation_id=conversation.id)
     assert third.final_output == "Your name is Ada."
     assert contents(upstream.last) == ["Remember names.", "My name is Ada.", "Hello Ada.", "What is my name?"]
+
+
+async def test_agent_runs_a_tool_loop_over_a_websocket(server, upstream):
+    """The SDK's WebSocket model: both turns of the run go over one socket, the second
+    chained to the first by previous_response_id."""
+    upstream.script(Reply(tool_calls=[("lookup", '{"q": "z"}')]), Reply(text="z is one"))
+    agent, calls = agent_with_tool(server)
+    client = openai.AsyncOpenAI(base_url=f"{server.url}/v1", api_key="k", max_retries=0)
+    model = agents.OpenAIResponsesWSModel(model="gpt-test", openai_client=client)
+    agent.model = model
+    try:
+        result = await agents.Runner.run(agent, "what is z?", auto_previous_response_id=True)
+    finally:
+        await model.close()
+    assert calls == ["z"] and result.final_output == "z is one"
+    second = upstream.requests[-1]["messages"]
+    assert [m["role"] for m in second] == ["system", "user", "assistant", "tool"]
+    assert second[-1]["content"] == "z is 1"
+    with openai.OpenAI(base_url=f"{server.url}/v1", api_key="k") as sync:
+        last = sync.responses.retrieve(result.last_response_id)
+    assert last.previous_response_id is not None and last.output_text == "z is one"

@@ -264,5 +264,21 @@ def test_websockets_go_through_the_key_check(keyed, path):
     server, _, alpha, _ = keyed
     assert _handshake(server, path, None) == 401
     assert _handshake(server, path, "sk-wrong") == 401
-    # A good key passes the check; no WebSocket route answers yet, so the app refuses.
-    assert _handshake(server, path, alpha) == 403
+    # A good key passes the check; only /v1/responses has a WebSocket route (WebSocket mode).
+    assert _handshake(server, path, alpha) == (101 if path == "/v1/responses" else 403)
+
+
+def test_a_socket_works_in_its_key_project(keyed, upstream):
+    from tests.support.sockets import open_socket
+
+    server, _, alpha, beta = keyed
+    with open_socket(server.url, key=alpha) as ws:
+        ws.create(model="gpt-test", input="alpha's secret")
+        made = ws.response()[-1]["response"]
+    assert sdk(server, alpha).responses.retrieve(made["id"]).id == made["id"]
+    with pytest.raises(openai.NotFoundError):
+        sdk(server, beta).responses.retrieve(made["id"])
+    # Nor can another project's socket continue it.
+    with open_socket(server.url, key=beta) as ws:
+        ws.create(model="gpt-test", input="tell me", previous_response_id=made["id"])
+        assert ws.error()["error"]["code"] == "previous_response_not_found"

@@ -41,6 +41,7 @@ def _serve(args: argparse.Namespace) -> int:
         "log_level": args.log_level,
         "access_log": False,
         "timeout_graceful_shutdown": 30,
+        "ws_max_size": config.server.max_body_bytes,  # a response.create frame is a request body
     }
     if workers == 1:
         uvicorn.run(create_app(config), **options)

@@ -62,6 +62,17 @@ class LimitsConfig:
 
 
 @dataclass(slots=True)
+class WebSocketConfig:
+    """WebSocket mode on ``/v1/responses``: limits per socket."""
+
+    max_age_seconds: float = 3600.0  # then the server closes the socket (OpenAI: 60 minutes)
+    max_streams: int = 8  # lanes (stream_id) with a response running or waiting, at once
+    max_active_responses: int = 32  # responses running or waiting, all lanes together
+    cache_responses: int = 16  # store:false contexts kept for continuation
+    cache_bytes: int = 32 * 1024 * 1024  # their JSON size, all together
+
+
+@dataclass(slots=True)
 class SecurityConfig:
     # The server fetches URLs itself only for providers with fetch_remote_content; these
     # bound what it will fetch.
@@ -130,6 +141,7 @@ class Config:
     background: BackgroundConfig = field(default_factory=BackgroundConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
+    websocket: WebSocketConfig = field(default_factory=WebSocketConfig)
     keys: list[KeyConfig] = field(default_factory=list)
     providers: list[ProviderConfig] = field(default_factory=list)
     models: list[ModelConfig] = field(default_factory=list)
@@ -193,6 +205,7 @@ def parse_config(raw: dict[str, Any]) -> Config:
         background=_section(raw, "background", BackgroundConfig, "background"),
         limits=_section(raw, "limits", LimitsConfig, "limits"),
         security=_section(raw, "security", SecurityConfig, "security"),
+        websocket=_section(raw, "websocket", WebSocketConfig, "websocket"),
         keys=[_key(k, i) for i, k in enumerate(raw.get("keys", []))],
         providers=[_provider(p, i) for i, p in enumerate(raw.get("providers", []))],
         models=[_model(m, i) for i, m in enumerate(raw.get("models", []))],

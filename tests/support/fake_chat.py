@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,8 @@ class Reply:
     # Seconds to wait before answering at all.
     wait: float = 0.0
     delay: float = 0.0
+    # Streamed: after the first piece of content, wait for this to be set (at most 30 s).
+    hold: threading.Event | None = None
     # Streamed: break the connection after this many chunks.
     break_after: int | None = None
     # Streamed: send an error object as a chunk after this many chunks.
@@ -222,6 +225,8 @@ class FakeChatUpstream:
                     return
                 chunk.update({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "model": body["model"]})
                 yield b"data: " + orjson.dumps(chunk) + b"\n\n"
+                if n == 1 and reply.hold is not None:
+                    await asyncio.to_thread(reply.hold.wait, 30)
                 if reply.delay:
                     await asyncio.sleep(reply.delay)
             final = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "model": body["model"]}

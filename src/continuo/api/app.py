@@ -6,10 +6,12 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.routing import WebSocketRoute
 
 from continuo.api.auth import AuthMiddleware
 from continuo.api.errors import EXCEPTION_HANDLERS
 from continuo.api.routes import ROUTES
+from continuo.api.websocket import responses_socket
 from continuo.config import Config, load_config
 from continuo.services import Services
 
@@ -29,7 +31,8 @@ def create_app(config: Config) -> Starlette:
         finally:
             await services.aclose()
 
-    app = Starlette(routes=ROUTES, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    routes = [*ROUTES, WebSocketRoute("/v1/responses", responses_socket)]
+    app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
     app.router.redirect_slashes = False  # a bodyless 307 is not an OpenAI-shaped answer
     app.add_middleware(AuthMiddleware)
     return app

@@ -34,24 +34,29 @@ async def resolve_input(store: Store, project: str, items: list[dict[str, Any]])
     return resolved
 
 
-async def build_context(store: Store, project: str, request: CreateRequest) -> list[dict[str, Any]]:
+async def build_context(
+    store: Store, project: str, request: CreateRequest, history: list[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
     """``previous.input + previous.output``, recursively, or the conversation's items,
     then this request's input.
 
-    Replaces ``request.input`` by its resolved form, which is what gets stored. A
-    background response reads its conversation when it runs, not here.
+    ``history``, when given, is that previous context already in hand (a WebSocket's
+    connection-local cache) and the stored chain is not read. Replaces ``request.input``
+    by its resolved form, which is what gets stored. A background response reads its
+    conversation when it runs, not here.
     """
-    history: list[dict[str, Any]] = []
-    if request.conversation is not None and not request.background:
-        history = await conversations.history(store, project, request)
-    if request.previous_response_id is not None:
-        chain = await store.chain_items(project, request.previous_response_id)
-        if chain is None:
-            raise InvalidRequest(
-                f"Previous response with id '{request.previous_response_id}' not found.",
-                param="previous_response_id",
-                code="previous_response_not_found",
-            )
-        history = chain
+    if history is None:
+        history = []
+        if request.conversation is not None and not request.background:
+            history = await conversations.history(store, project, request)
+        if request.previous_response_id is not None:
+            chain = await store.chain_items(project, request.previous_response_id)
+            if chain is None:
+                raise InvalidRequest(
+                    f"Previous response with id '{request.previous_response_id}' not found.",
+                    param="previous_response_id",
+                    code="previous_response_not_found",
+                )
+            history = chain
     request.input = await resolve_input(store, project, request.input)
     return history + request.input

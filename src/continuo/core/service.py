@@ -13,14 +13,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from continuo.backends.base import UpstreamError
+from continuo.backends.base import DeltaStream, UpstreamError
 from continuo.core import conversations
 from continuo.core.background import BackgroundRunner
 from continuo.core.builder import Event, ResponseBuilder, new_response
 from continuo.core.context import build_context
-from continuo.core.driver import RunDriver, upstream_failure
+from continuo.core.driver import Job, RunDriver, upstream_failure
 from continuo.core.foreground import answer, stream
-from continuo.core.request import parse_create_request
+from continuo.core.request import CreateRequest, parse_create_request
 from continuo.core.status import TERMINAL_EVENTS, TERMINAL_STATUSES
 from continuo.errors import InvalidRequest, NotFound
 from continuo.ids import new_id
@@ -61,38 +61,58 @@ class ResponsesService:
         after that a run reports failures in the Response itself."""
         request = parse_create_request(body, self.max_input_items)
         self.driver.router.resolve(request.model)  # an unknown model is a 400 before anything else
-        response_id = new_id("resp")
-        # [conversations hook 1] hold the conversation before reading it (foreground only;
-        # a background response takes it in Store.create_background)
-        await conversations.acquire(self.store, project, request, response_id)
-        try:
+        if request.background:
             items = await build_context(self.store, project, request)
             if self.driver.window is not None:
                 self.driver.window.compactor.expand(project, items)  # a compaction item that does not open: 400 now
-            if request.background:
-                if not request.store:
-                    raise InvalidRequest(
-                        "Background responses must be stored: 'background' requires 'store' to be true.",
-                        param="store",
-                        code="invalid_value",
-                    )
-                queued = await self.background.enqueue(project, request, body)
-                if request.stream:
-                    return Answer(events=self._follow(project, queued["id"], -1))
-                return Answer(body=queued)
-            response = new_response(request, response_id, int(time.time()))
-            job = self.driver.job(project, request, items, ResponseBuilder(response, emit=request.stream))
-            try:
-                upstream = await self.driver.open(job)
-            except UpstreamError as exc:
-                raise upstream_failure(exc) from None
-        except BaseException:
-            # [conversations hook 2] no run will end this response: let the conversation go
-            await conversations.release(self.store, request, response_id)
-            raise
+            if not request.store:
+                raise InvalidRequest(
+                    "Background responses must be stored: 'background' requires 'store' to be true.",
+                    param="store",
+                    code="invalid_value",
+                )
+            # (A background response takes its conversation in Store.create_background.)
+            queued = await self.background.enqueue(project, request, body)
+            if request.stream:
+                return Answer(events=self._follow(project, queued["id"], -1))
+            return Answer(body=queued)
+        job = await self.prepare(project, request)
+        upstream = await self.open(job)
         if not request.stream:
             return Answer(body=await answer(self.driver, self.store, job, upstream))
         return Answer(events=stream(self.driver, self.store, job, upstream, self.tasks))
+
+    async def prepare(self, project: str, request: CreateRequest, history: list[dict[str, Any]] | None = None) -> Job:
+        """A foreground response about to run: its context (from ``history`` when the
+        caller has it in hand, else from the store) and its new Response object."""
+        response_id = new_id("resp")
+        # Hold the conversation (if any) before reading it; whatever fails from here on
+        # before the run starts lets it go again.
+        await conversations.acquire(self.store, project, request, response_id)
+        try:
+            items = await build_context(self.store, project, request, history)
+            if self.driver.window is not None:
+                self.driver.window.compactor.expand(project, items)  # a compaction item that does not open: 400 now
+            response = new_response(request, response_id, int(time.time()))
+            return self.driver.job(project, request, items, ResponseBuilder(response, emit=request.stream))
+        except BaseException:
+            await conversations.release(self.store, request, response_id)
+            raise
+
+    async def open(self, job: Job) -> DeltaStream:
+        """Open the job's model call; a refusal before any delta is an ``APIError``."""
+        try:
+            try:
+                return await self.driver.open(job)
+            except UpstreamError as exc:
+                raise upstream_failure(exc) from None
+        except BaseException:
+            await self.release(job)
+            raise
+
+    async def release(self, job: Job) -> None:
+        """Let the job's conversation go (a no-op without one, or once it was stored)."""
+        await conversations.release(self.store, job.request, job.response["id"])
 
     def model_names(self) -> list[str]:
         return self.driver.router.model_names()
