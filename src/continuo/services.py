@@ -13,6 +13,7 @@ from continuo.core.driver import RunDriver
 from continuo.core.fetch import Fetcher
 from continuo.core.keys import KeyRing
 from continuo.core.limits import Limiter
+from continuo.core.mcp import MCPClients
 from continuo.core.routing import Router
 from continuo.core.service import ResponsesService
 from continuo.notify import LocalNotifier, Notifier
@@ -42,7 +43,7 @@ class Services:
         notifier: Notifier = LocalNotifier() if store.is_sqlite else PostgresNotifier(config.database.url)
         await notifier.start()
         fetcher = Fetcher(config.security)
-        driver = RunDriver(router, fetcher)
+        driver = RunDriver(router, fetcher, MCPClients(config.mcp, config.mcp_servers, fetcher))
         background = BackgroundRunner(store, driver, notifier, config.background)
         await background.start()
         service = ResponsesService(store, driver, notifier, background, max_input_items=config.limits.max_input_items)

@@ -18,8 +18,11 @@ from typing import Any, Protocol
 from continuo.backends.base import DeltaStream, ModelRequest, UpstreamError
 from continuo.core.builder import Event, ResponseBuilder
 from continuo.core.fetch import Fetcher
+from continuo.core.mcp import MCPClients
 from continuo.core.request import CreateRequest
 from continuo.core.routing import Route, Router
+from continuo.core.tool_loop import ToolLoop
+from continuo.core.toolset import ToolSet, model_items
 from continuo.errors import APIError, InvalidRequest, UpstreamFailure
 
 log = logging.getLogger("continuo")
@@ -90,6 +93,10 @@ class Job:
     # The upstream's failure, when that is what ended it.
     error: UpstreamError | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # The server-side tools (MCP, custom) of the response.
+    tools: ToolSet | None = None
+    # The HTTP error a foreground JSON answer gives when the run failed before the model spoke.
+    failure: APIError | None = None
 
     @property
     def response(self) -> dict[str, Any]:
@@ -97,20 +104,49 @@ class Job:
 
 
 class RunDriver:
-    def __init__(self, router: Router, fetcher: Fetcher | None = None) -> None:
+    def __init__(self, router: Router, fetcher: Fetcher | None = None, mcp: MCPClients | None = None) -> None:
         self.router = router
         self.fetcher = fetcher
+        self.mcp = mcp
 
-    def job(self, project: str, request: CreateRequest, context: list[dict[str, Any]], builder: ResponseBuilder) -> Job:
-        return Job(project, request, self.router.resolve(request.model), context, builder)
+    def job(
+        self,
+        project: str,
+        request: CreateRequest,
+        context: list[dict[str, Any]],
+        builder: ResponseBuilder,
+        secrets: dict[str, dict[str, str]] | None = None,
+    ) -> Job:
+        job = Job(project, request, self.router.resolve(request.model), context, builder)
+        tools = ToolSet(request.tools, secrets)
+        if tools.active:
+            tools.learn(context)
+            job.tools = tools
+        return job
+
+    def opens_late(self, job: Job) -> bool:
+        """Whether the model call can only be opened inside the run (MCP servers to list
+        or approved calls to run first)."""
+        tools = job.tools
+        if tools is None:
+            return False
+        approvals = any(item.get("type") == "mcp_approval_response" for item in job.request.input)
+        return bool(tools.unlisted()) or approvals
 
     async def open(self, job: Job) -> DeltaStream:
         """Open the model call: the only place in Continuo that does. Raises
         ``UpstreamError`` when the upstream fails before its first delta."""
         context = job.context
+        tools = job.tools
+        if tools is not None:
+            context = model_items(context + job.builder.response["output"])
         if job.route.provider.fetch_remote_content and self.fetcher is not None:
             context = await self.fetcher.inline(context)
         call = model_request(job.request, job.route.upstream_model, context)
+        if tools is not None:
+            call.tools = tools.model_tools()
+            call.tool_choice = tools.model_choice(call.tool_choice)
+            job.builder.tool_refs = tools.refs()
         return await job.route.backend.open(call)
 
     async def run(self, job: Job, sink: Sink, upstream: DeltaStream | None = None) -> None:
@@ -123,11 +159,21 @@ class RunDriver:
         """
         builder = job.builder
         cancelled = False
+        loop = ToolLoop(self.mcp, job, sink) if job.tools is not None and self.mcp is not None else None
         try:
             await sink.emit(builder.drain())
-            if upstream is None:
-                upstream = await self.open(job)
-            await self._drive(builder, upstream, sink)
+            if loop is not None:
+                await loop.prepare()
+            while True:
+                if upstream is None:
+                    upstream = await self.open(job)
+                await self._drive(builder, upstream, sink)
+                if loop is None:
+                    break
+                await _close(upstream)
+                upstream = None
+                if not await loop.after_call():
+                    break
             builder.complete()
         except asyncio.CancelledError:
             cancelled = True
@@ -139,6 +185,7 @@ class RunDriver:
             job.error = exc
             builder.fail(exc.message)
         except APIError as exc:
+            job.failure = exc
             builder.fail(exc.message, exc.code or "server_error")
         except Exception as exc:
             log.exception("response %s failed", job.response["id"])
@@ -146,6 +193,8 @@ class RunDriver:
         finally:
             if upstream is not None:
                 await _close(upstream)
+            if loop is not None:
+                await loop.aclose()
         await self.end(builder, sink)
         if cancelled:
             raise asyncio.CancelledError

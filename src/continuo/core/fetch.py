@@ -58,6 +58,10 @@ class Fetcher:
                 code="url_not_allowed",
             )
 
+    async def check_url(self, url: str, param: str) -> None:
+        """Refuse a URL the server must not reach (also used for MCP servers)."""
+        await self._check(url, param)
+
     async def fetch(self, url: str, param: str) -> tuple[bytes, str]:
         await self._check(url, param)
         limit = self.config.fetch_max_bytes

@@ -21,6 +21,10 @@ ITEM_TYPES = (
     "item_reference",
     "custom_tool_call",
     "custom_tool_call_output",
+    "mcp_list_tools",
+    "mcp_call",
+    "mcp_approval_request",
+    "mcp_approval_response",
 )
 INPUT_PARTS = ("input_text", "input_image", "input_file")
 ASSISTANT_PARTS = ("output_text", "refusal", "input_text")
@@ -92,6 +96,13 @@ def _normalize_item(raw: Any, where: str) -> dict[str, Any]:
             raise invalid_type(f"{where}.content", "an array", content)
     elif kind == "item_reference":
         _require_str(item, "id", where)
+    elif kind == "mcp_approval_response":
+        _require_str(item, "approval_request_id", where)
+        if not isinstance(item.get("approve"), bool):
+            raise invalid_type(f"{where}.approve", "a boolean", item.get("approve"))
+    elif kind in ("mcp_call", "mcp_approval_request"):
+        for key in ("server_label", "name", "arguments"):
+            _require_str(item, key, where)
     return item
 
 

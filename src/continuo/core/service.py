@@ -21,6 +21,8 @@ from continuo.core.driver import RunDriver, upstream_failure
 from continuo.core.foreground import answer, stream
 from continuo.core.request import parse_create_request
 from continuo.core.status import TERMINAL_EVENTS, TERMINAL_STATUSES
+from continuo.core.tool_loop import resolve
+from continuo.core.toolset import ToolSet, redact_tools
 from continuo.errors import InvalidRequest, NotFound
 from continuo.ids import new_id
 from continuo.notify import Notifier
@@ -60,6 +62,10 @@ class ResponsesService:
         after that a run reports failures in the Response itself."""
         request = parse_create_request(body, self.max_input_items)
         self.driver.router.resolve(request.model)  # an unknown model is a 400 before anything else
+        # MCP secrets are used for the calls and never stored nor echoed.
+        secrets = redact_tools(request.tools)
+        if self.driver.mcp is not None and any(tool.get("type") == "mcp" for tool in request.tools):
+            await resolve(self.driver.mcp, ToolSet(request.tools, secrets))  # refused servers are a 400 now
         items = await build_context(self.store, project, request)
         if request.background:
             if not request.store:
@@ -68,14 +74,16 @@ class ResponsesService:
                     param="store",
                     code="invalid_value",
                 )
+            if secrets and self.driver.mcp is not None:
+                body = self.driver.mcp.hold(body, secrets)
             queued = await self.background.enqueue(project, request, body)
             if request.stream:
                 return Answer(events=self._follow(project, queued["id"], -1))
             return Answer(body=queued)
         response = new_response(request, new_id("resp"), int(time.time()))
-        job = self.driver.job(project, request, items, ResponseBuilder(response, emit=request.stream))
+        job = self.driver.job(project, request, items, ResponseBuilder(response, emit=request.stream), secrets)
         try:
-            upstream = await self.driver.open(job)
+            upstream = None if self.driver.opens_late(job) else await self.driver.open(job)
         except UpstreamError as exc:
             raise upstream_failure(exc) from None
         if not request.stream:
