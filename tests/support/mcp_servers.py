@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import ToolAnnotations
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -78,7 +79,7 @@ def make_server(state: TestTools) -> MCPServer:
     def explode() -> str:
         """Always fails."""
         state.calls.append(("explode", {}))
-        raise ValueError("the tool exploded")
+        raise ToolError("the tool exploded")
 
     @server.tool()
     def big(size: int) -> str:

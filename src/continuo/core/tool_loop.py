@@ -18,7 +18,7 @@ import orjson
 
 from continuo.backends.base import Usage
 from continuo.core.mcp import Endpoint, MCPClients, MCPFailure, MCPSessions, external_error
-from continuo.core.toolset import ToolSet
+from continuo.core.toolset import ToolSet, allowed
 
 if TYPE_CHECKING:
     from continuo.core.builder import ResponseBuilder, _OpenItem
@@ -68,7 +68,8 @@ class ToolLoop:
                 self.builder.mcp_list_done(opened, None, exc.error["message"])
                 await self._emit()
                 raise external_error(server.label, exc.error["message"]) from None
-            self.builder.mcp_list_done(opened, [t for t in listed], None)
+            listed = [t for t in listed if allowed(server.tool, t)]
+            self.builder.mcp_list_done(opened, listed, None)
             self.tools.listed[server.label] = listed
             await self._emit()
         await self._approved()
@@ -118,6 +119,7 @@ class ToolLoop:
             await self._emit()
             await self._run(pending)
         self.rounds += 1
+        self.tools.rounds = self.rounds
         stop = builder.approvals_made > 0 or builder.client_calls > client_calls
         if stop or not pending or self.rounds >= self.clients.config.max_rounds:
             return False

@@ -125,6 +125,8 @@ class ToolSet:
         self.listed: dict[str, list[dict[str, Any]]] = {}
         # Calls left before MCP tools are no longer offered (None: no limit).
         self.budget: int | None = None
+        # Model calls made after tool calls ran (a forced tool_choice holds for the first only).
+        self.rounds = 0
         self.active = bool(self.servers or self.custom)
 
     def learn(self, items: list[dict[str, Any]]) -> None:
@@ -194,6 +196,8 @@ class ToolSet:
         return functions
 
     def model_choice(self, choice: Any) -> Any:
+        if self.rounds and (choice == "required" or isinstance(choice, dict)):
+            return "auto"
         if isinstance(choice, dict):
             if choice.get("type") == "mcp" and choice.get("name"):
                 return {"type": "function", "name": model_name(str(choice.get("server_label")), choice["name"])}
