@@ -19,7 +19,7 @@ from tests.conftest import make_config
 from tests.support.fake_chat import FakeChatUpstream, Reply
 from tests.support.mcp_servers import OwnMCPServer
 from tests.support.servers import ServerThread
-from tests.support.spec_check import validate, validate_event
+from tests.support.spec_check import validate_event
 
 
 @pytest.fixture(scope="module")
@@ -168,9 +168,7 @@ def wait_until(condition: Any, timeout: float = 15) -> None:
         deadline -= 0.01
 
 
-def test_calls_asked_together_run_in_parallel(
-    oc: openai.OpenAI, upstream: FakeChatUpstream, mcp: OwnMCPServer
-) -> None:
+def test_calls_asked_together_run_in_parallel(oc: openai.OpenAI, upstream: FakeChatUpstream, mcp: OwnMCPServer) -> None:
     # block waits to be released; the test releases it only once echo has run, which
     # can only happen if both calls run at once.
     upstream.script(
@@ -284,9 +282,7 @@ def test_allowed_tools_limit_what_is_listed_and_offered(
     oc: openai.OpenAI, upstream: FakeChatUpstream, mcp: OwnMCPServer
 ) -> None:
     upstream.script(Reply(text="ok"))
-    response = oc.responses.create(
-        model="gpt-test", input="go", tools=[tool(mcp, allowed_tools=["echo"])]
-    )
+    response = oc.responses.create(model="gpt-test", input="go", tools=[tool(mcp, allowed_tools=["echo"])])
     assert [t.name for t in response.output[0].tools] == ["echo"]  # type: ignore[union-attr]
     assert [t["function"]["name"] for t in upstream.requests[0]["tools"]] == ["mcp__t__echo"]
     upstream.script(Reply(text="ok"))
@@ -294,11 +290,152 @@ def test_allowed_tools_limit_what_is_listed_and_offered(
     assert [t["function"]["name"] for t in upstream.requests[1]["tools"]] == ["mcp__t__echo"]
 
 
-def test_output_is_cut_to_the_configured_size(
-    oc: openai.OpenAI, upstream: FakeChatUpstream, mcp: OwnMCPServer
-) -> None:
+def test_output_is_cut_to_the_configured_size(oc: openai.OpenAI, upstream: FakeChatUpstream, mcp: OwnMCPServer) -> None:
     upstream.script(Reply(tool_calls=[("mcp__t__big", '{"size": 150000}')]), Reply(text="long"))
     response = oc.responses.create(model="gpt-test", input="go", tools=[tool(mcp)])
     output = response.output[1].output  # type: ignore[union-attr]
     assert output is not None and output.startswith("x" * 100_000) and "output cut: 50000" in output
     assert len(upstream.requests[1]["messages"][-1]["content"]) < 100_100
+
+
+def approval_tool(mcp: OwnMCPServer, **extra: Any) -> dict[str, Any]:
+    spec = tool(mcp, **extra)
+    spec.pop("require_approval")
+    return spec
+
+
+def test_a_call_needing_approval_ends_the_response_then_runs_when_approved(
+    oc: openai.OpenAI, upstream: FakeChatUpstream, mcp: OwnMCPServer
+) -> None:
+    upstream.script(Reply(tool_calls=[("mcp__t__add", '{"a": 20, "b": 22}')]))
+    first = oc.responses.create(model="gpt-test", input="add", tools=[approval_tool(mcp)])
+    assert first.status == "completed"
+    assert types(first) == ["mcp_list_tools", "mcp_approval_request"]
+    asked = first.output[1]
+    assert (asked.name, asked.server_label, json.loads(asked.arguments)) == ("add", "t", {"a": 20, "b": 22})  # type: ignore[union-attr]
+    assert mcp.state.calls == []
+    upstream.script(Reply(text="42 it is."))
+    second = oc.responses.create(
+        model="gpt-test",
+        previous_response_id=first.id,
+        tools=[approval_tool(mcp)],
+        input=[{"type": "mcp_approval_response", "approval_request_id": asked.id, "approve": True}],
+    )
+    assert types(second) == ["mcp_call", "message"]
+    call = second.output[0]
+    assert (call.output, call.approval_request_id) == ("42", asked.id)  # type: ignore[union-attr]
+    assert mcp.state.calls == [("add", {"a": 20, "b": 22})]
+    assert upstream.requests[1]["messages"][-1]["content"] == "42"
+    items = [i.type for i in oc.responses.input_items.list(second.id, order="asc")]
+    assert items[-1] == "mcp_approval_response"
+    # Answering the same approval again does not run the call twice.
+    upstream.script(Reply(text="again"))
+    oc.responses.create(
+        model="gpt-test",
+        previous_response_id=second.id,
+        tools=[approval_tool(mcp)],
+        input=[{"type": "mcp_approval_response", "approval_request_id": asked.id, "approve": True}],
+    )
+    assert len(mcp.state.calls) == 1
+
+
+def test_a_refused_call_is_not_run_and_the_model_is_told(
+    oc: openai.OpenAI, upstream: FakeChatUpstream, mcp: OwnMCPServer
+) -> None:
+    upstream.script(Reply(tool_calls=[("mcp__t__echo", '{"text": "x"}')]))
+    first = oc.responses.create(model="gpt-test", input="go", tools=[approval_tool(mcp)])
+    asked = first.output[1]
+    upstream.script(Reply(text="Understood."))
+    second = oc.responses.create(
+        model="gpt-test",
+        previous_response_id=first.id,
+        tools=[approval_tool(mcp)],
+        input=[
+            {"type": "mcp_approval_response", "approval_request_id": asked.id, "approve": False, "reason": "no"}
+        ],
+    )
+    assert types(second) == ["message"]
+    assert mcp.state.calls == []
+    told = upstream.requests[1]["messages"][-1]
+    assert told["role"] == "tool" and "did not approve" in told["content"] and "Reason: no" in told["content"]
+
+
+def test_approval_in_the_input_without_a_chain(
+    oc: openai.OpenAI, upstream: FakeChatUpstream, mcp: OwnMCPServer
+) -> None:
+    upstream.script(Reply(tool_calls=[("mcp__t__echo", '{"text": "stateless"}')]))
+    first = oc.responses.create(model="gpt-test", input="go", tools=[approval_tool(mcp)], store=False)
+    history = [item.model_dump(exclude_none=True) for item in first.output]
+    upstream.script(Reply(text="fine"))
+    second = oc.responses.create(
+        model="gpt-test",
+        tools=[approval_tool(mcp)],
+        input=[
+            {"role": "user", "content": "go"},
+            *history,
+            {"type": "mcp_approval_response", "approval_request_id": history[1]["id"], "approve": True},
+        ],
+    )
+    # The list came in the input: not listed again; the approved call ran.
+    assert types(second) == ["mcp_call", "message"]
+    assert second.output[0].output == "echo: stateless"  # type: ignore[union-attr]
+
+
+def test_require_approval_filters(oc: openai.OpenAI, upstream: FakeChatUpstream, mcp: OwnMCPServer) -> None:
+    rule = {"never": {"tool_names": ["echo"]}}
+    upstream.script(
+        Reply(tool_calls=[("mcp__t__echo", '{"text": "free"}'), ("mcp__t__add", '{"a": 1, "b": 2}')]),
+    )
+    response = oc.responses.create(model="gpt-test", input="go", tools=[tool(mcp, require_approval=rule)])
+    assert types(response) == ["mcp_list_tools", "mcp_call", "mcp_approval_request"]
+    assert mcp.state.calls == [("echo", {"text": "free"})]
+    # The response ended at the approval: no second model call.
+    assert len(upstream.requests) == 1
+
+
+def test_headers_are_sent_but_never_stored_echoed_or_logged(
+    oc: openai.OpenAI,
+    upstream: FakeChatUpstream,
+    mcp: OwnMCPServer,
+    open_server: ServerThread,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    secret_tool = tool(mcp, headers={"X-Api-Key": "hdr-s3cret"}, authorization="tok-s3cret")
+    upstream.script(Reply(tool_calls=[("mcp__t__echo", '{"text": "a"}')]), Reply(text="ok"))
+    response = oc.responses.create(model="gpt-test", input="go", tools=[secret_tool])
+    sent = [headers for method, headers in mcp.recorder.requests if method == "POST"]
+    assert sent and all(h.get("x-api-key") == "hdr-s3cret" for h in sent)
+    assert all(h.get("authorization") == "Bearer tok-s3cret" for h in sent)
+    echoed = response.tools[0].model_dump()  # type: ignore[union-attr]
+    assert echoed["headers"] == {"X-Api-Key": "<redacted>"} and echoed["authorization"] == "<redacted>"
+    # Background: queued without them, run with them.
+    upstream.script(Reply(tool_calls=[("mcp__t__echo", '{"text": "b"}')]), Reply(text="ok"))
+    job = oc.responses.create(model="gpt-test", input="go", tools=[secret_tool], background=True)
+    wait_until(lambda: oc.responses.retrieve(job.id).status == "completed")
+    assert oc.responses.retrieve(job.id).output[1].output == "echo: b"  # type: ignore[union-attr]
+    assert mcp.recorder.requests[-1][1].get("x-api-key") == "hdr-s3cret"
+    db = Path(str(open_server.app.state.config.database.url).removeprefix("sqlite:///"))
+    for path in db.parent.glob(db.name + "*"):
+        data = path.read_bytes()
+        assert b"s3cret" not in data
+    assert "s3cret" not in caplog.text
+    assert "s3cret" not in json.dumps(oc.responses.retrieve(response.id).model_dump())
+
+
+def test_background_cancel_stops_the_loop_and_closes_the_session(
+    oc: openai.OpenAI, upstream: FakeChatUpstream, mcp: OwnMCPServer
+) -> None:
+    upstream.script(Reply(tool_calls=[("mcp__t__block", "{}")]), Reply(text="never asked"))
+    job = oc.responses.create(model="gpt-test", input="go", tools=[tool(mcp)], background=True)
+    assert mcp.state.started.wait(15)
+    cancelled = oc.responses.cancel(job.id)
+    assert cancelled.status == "cancelled"
+    call = next(item for item in cancelled.output if item.type == "mcp_call")
+    assert call.status == "incomplete" and call.output is None  # type: ignore[union-attr]
+    assert len(upstream.requests) == 1  # the model was not called again
+    # The session was closed: the call running on the server was stopped.
+    assert mcp.state.cancelled.wait(15)
+    events = list(oc.responses.retrieve(job.id, stream=True))
+    assert events[-1].type == "response.cancelled"
+    assert sum(e.type == "response.mcp_call.in_progress" for e in events) == 1

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -54,9 +55,10 @@ class TestTools:
         self.calls: list[tuple[str, dict[str, Any]]] = []
 
     def reset(self) -> None:
-        self.started.clear()
-        self.release.clear()
-        self.cancelled.clear()
+        self.release.set()  # frees a call left waiting by an earlier test
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.cancelled = threading.Event()
         self.calls.clear()
 
 
@@ -89,13 +91,10 @@ def make_server(state: TestTools) -> MCPServer:
     @server.tool()
     async def block() -> str:
         """Waits until the test releases it."""
-        import asyncio
-
         state.calls.append(("block", {}))
         state.started.set()
         try:
-            while not state.release.is_set():
-                await asyncio.sleep(0.01)
+            await anyio.to_thread.run_sync(state.release.wait, abandon_on_cancel=True)
         except BaseException:
             state.cancelled.set()
             raise

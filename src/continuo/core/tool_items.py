@@ -56,6 +56,8 @@ class ToolItems:
         self.tool_refs: dict[str, ToolRef] = {}
         # MCP calls whose arguments are complete, waiting to run (or for approval).
         self.pending_mcp: list[_OpenItem] = []
+        # Every MCP call item not settled yet (pending or running), by item id.
+        self.unsettled: dict[str, _OpenItem] = {}
         self.approvals_made = 0
         self.client_calls = 0
 
@@ -114,6 +116,7 @@ class ToolItems:
             )
             if status == "completed":
                 self.pending_mcp.append(call)
+                self.unsettled[item["id"]] = call
             else:
                 self._settle_call(call, "incomplete", None, None)
 
@@ -123,9 +126,9 @@ class ToolItems:
 
     def _close_tool_items(self, status: str) -> None:
         """The response ends: calls that never ran are settled as not completed."""
-        pending, self.pending_mcp = self.pending_mcp, []
-        for call in pending:
-            self._settle_call(call, "incomplete" if status != "failed" else "failed", None, None)
+        self.pending_mcp = []
+        for call in list(self.unsettled.values()):
+            self._settle_call(call, "incomplete", None, None)
 
     # -- what the tool loop reports ------------------------------------------------------
 
@@ -154,6 +157,7 @@ class ToolItems:
         self._close_current()
         opened = self._open(_mcp_call(label, name))
         item = opened.item
+        self.unsettled[item["id"]] = opened
         item["approval_request_id"] = approval_request_id
         where = {"item_id": item["id"], "output_index": opened.index}
         self._event(ToolEvent.MCP_ARGUMENTS_DELTA, {**where, "delta": arguments})
@@ -169,6 +173,7 @@ class ToolItems:
 
     def _settle_call(self, call: _OpenItem, status: str, output: str | None, error: dict[str, Any] | None) -> None:
         item = call.item
+        self.unsettled.pop(item["id"], None)
         item["status"] = status
         item["output"] = output
         item["error"] = error
