@@ -45,7 +45,7 @@ class Recorder:
         await self.app(scope, receive, send)
 
 
-class TestTools:
+class ToolState:
     """State the tools share with the tests (the server runs in another thread)."""
 
     def __init__(self) -> None:
@@ -62,7 +62,7 @@ class TestTools:
         self.calls.clear()
 
 
-def make_server(state: TestTools) -> MCPServer:
+def make_server(state: ToolState) -> MCPServer:
     server = MCPServer("continuo-test")
 
     @server.tool(annotations=ToolAnnotations(readOnlyHint=True))
@@ -105,7 +105,7 @@ def make_server(state: TestTools) -> MCPServer:
 
 class OwnMCPServer:
     def __init__(self) -> None:
-        self.state = TestTools()
+        self.state = ToolState()
         self.mcp = make_server(self.state)
         self.recorder = Recorder(self.mcp.streamable_http_app())
         self.thread = ServerThread(self.recorder).start()
