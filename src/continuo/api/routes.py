@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from continuo.api.encoding import decompress, encoding_of
 from continuo.api.responses import json_response, sse_response
 from continuo.core.builder import Event
 from continuo.core.limits import Limiter
@@ -72,6 +73,8 @@ async def _json_body(request: Request) -> Any:
                 raise _too_large(limit)
             chunks.append(chunk)
         body = b"".join(chunks)
+    encoding = encoding_of(request.headers.get("content-encoding"))
+    body = decompress(body, encoding, limit, _too_large)
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
