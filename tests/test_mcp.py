@@ -439,3 +439,14 @@ def test_background_cancel_stops_the_loop_and_closes_the_session(
     events = list(oc.responses.retrieve(job.id, stream=True))
     assert events[-1].type == "response.cancelled"
     assert sum(e.type == "response.mcp_call.in_progress" for e in events) == 1
+
+
+def test_a_later_turn_without_the_tool_still_sees_the_calls(
+    oc: openai.OpenAI, upstream: FakeChatUpstream, mcp: OwnMCPServer
+) -> None:
+    upstream.script(Reply(tool_calls=[("mcp__t__echo", '{"text": "remember me"}')]), Reply(text="ok"))
+    first = oc.responses.create(model="gpt-test", input="go", tools=[tool(mcp)])
+    upstream.script(Reply(text="sure"))
+    oc.responses.create(model="gpt-test", input="what did the tool say?", previous_response_id=first.id)
+    messages = upstream.requests[-1]["messages"]
+    assert {"role": "tool", "tool_call_id": first.output[1].id, "content": "echo: remember me"} in messages

@@ -22,7 +22,7 @@ from continuo.core.mcp import MCPClients
 from continuo.core.request import CreateRequest
 from continuo.core.routing import Route, Router
 from continuo.core.tool_loop import ToolLoop
-from continuo.core.toolset import ToolSet, model_items
+from continuo.core.toolset import ToolSet, mcp_history, model_items
 from continuo.errors import APIError, InvalidRequest, UpstreamFailure
 
 log = logging.getLogger("continuo")
@@ -140,6 +140,8 @@ class RunDriver:
         tools = job.tools
         if tools is not None:
             context = model_items(context + job.builder.response["output"])
+        elif job.request.previous_response_id is not None or len(context) > 1:
+            context = mcp_history(context)
         if job.route.provider.fetch_remote_content and self.fetcher is not None:
             context = await self.fetcher.inline(context)
         call = model_request(job.request, job.route.upstream_model, context)

@@ -20,20 +20,15 @@ import logging
 import os
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-import httpx2
-from mcp import Client
-from mcp.client.sse import sse_client
-from mcp.client.stdio import StdioServerParameters
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
-from mcp.shared.exceptions import MCPError
 
 from continuo.config import MCPConfig, MCPServerConfig
 from continuo.core.fetch import Fetcher
 from continuo.errors import APIError, InvalidRequest
+
+if TYPE_CHECKING:  # the SDK is imported when a response first uses MCP (it is slow to import)
+    from mcp import Client
 
 log = logging.getLogger("continuo")
 
@@ -58,7 +53,8 @@ class Endpoint:
     url: str | None = None
     transport: str = "streamable_http"
     headers: dict[str, str] = field(default_factory=dict)
-    stdio: StdioServerParameters | None = None
+    # A stdio server: (command, args, env).
+    stdio: tuple[str, list[str], dict[str, str] | None] | None = None
 
 
 def external_error(label: str, message: str) -> APIError:
@@ -134,8 +130,7 @@ def _configured_endpoint(server: MCPServerConfig) -> Endpoint:
     headers = {name: os.environ.get(var, "") for name, var in server.headers_env.items()}
     if server.command is not None:
         env = {**os.environ, **server.env} if server.env else None
-        params = StdioServerParameters(command=server.command, args=list(server.args), env=env)
-        return Endpoint(server.label, transport="stdio", stdio=params)
+        return Endpoint(server.label, transport="stdio", stdio=(server.command, list(server.args), env))
     transport = server.transport or "streamable_http"
     return Endpoint(server.label, server.url, transport, headers)
 
@@ -153,6 +148,7 @@ class MCPSessions:
         client = self.clients.get(endpoint.label)
         if client is not None:
             return client
+        await _load_sdk()
         try:
             async with asyncio.timeout(self.config.list_timeout):
                 client = await self.stack.enter_async_context(self._connect(endpoint))
@@ -162,9 +158,18 @@ class MCPSessions:
         return client
 
     def _connect(self, endpoint: Endpoint) -> Client:
+        import httpx2
+        from mcp import Client
+        from mcp.client.sse import sse_client
+        from mcp.client.stdio import StdioServerParameters
+        from mcp.client.streamable_http import streamable_http_client
+        from mcp.shared._httpx_utils import create_mcp_http_client
+
         read = self.config.call_timeout
         if endpoint.transport == "stdio" and endpoint.stdio is not None:
-            return Client(endpoint.stdio, read_timeout_seconds=read, cache=None)
+            command, args, env = endpoint.stdio
+            params = StdioServerParameters(command=command, args=args, env=env)
+            return Client(params, read_timeout_seconds=read, cache=None)
         assert endpoint.url is not None
         timeout = httpx2.Timeout(self.config.list_timeout, read=read)
         if endpoint.transport == "sse":
@@ -220,6 +225,18 @@ class MCPSessions:
         self.clients.clear()
 
 
+_sdk_loaded = False
+
+
+async def _load_sdk() -> None:
+    """Import the SDK in a worker thread the first time (about a second of CPU that would
+    otherwise stall the event loop)."""
+    global _sdk_loaded
+    if not _sdk_loaded:
+        await asyncio.to_thread(lambda: [__import__(m) for m in ("mcp.client.client", "mcp.client.sse", "httpx2")])
+        _sdk_loaded = True
+
+
 def _tool(tool: Any) -> dict[str, Any]:
     annotations = tool.annotations.model_dump(by_alias=True, exclude_none=True) if tool.annotations else None
     out: dict[str, Any] = {"name": tool.name, "input_schema": tool.input_schema, "annotations": annotations}
@@ -246,6 +263,9 @@ def _leaf(exc: BaseException) -> BaseException:
 
 def describe(exc: BaseException, label: str) -> dict[str, Any]:
     """An ``mcp_call.error`` object for a failure, naming the server by label only."""
+    import httpx2
+    from mcp.shared.exceptions import MCPError
+
     leaf = _leaf(exc)
     if isinstance(leaf, MCPFailure):
         return leaf.error

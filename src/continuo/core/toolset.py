@@ -232,7 +232,16 @@ def needs_translation(items: list[dict[str, Any]]) -> bool:
     return any(item.get("type") in MCP_TYPES or item.get("type") in CUSTOM_TYPES for item in items)
 
 
-def model_items(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def mcp_history(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A context for a request without server-side tools: earlier MCP calls are still
+    shown to the model (as function calls with their outputs), not dropped. Custom tool
+    items stay as they are (without the custom tool offered, backends send their input)."""
+    if not any(item.get("type") in MCP_TYPES for item in items):
+        return items
+    return model_items(items, custom=False)
+
+
+def model_items(items: list[dict[str, Any]], *, custom: bool = True) -> list[dict[str, Any]]:
     """The context as the model sees it: MCP and custom items as function calls."""
     if not needs_translation(items):
         return items
@@ -257,6 +266,8 @@ def model_items(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 out.extend(_call_pair(item["id"], model_name(item["server_label"], item["name"]), item, text))
         elif kind in ("mcp_list_tools", "mcp_approval_response"):
             continue
+        elif kind in CUSTOM_TYPES and not custom:
+            out.append(item)
         elif kind == "custom_tool_call":
             arguments = orjson.dumps({"input": item.get("input", "")}).decode()
             call = {k: v for k, v in item.items() if k != "input"}
