@@ -450,3 +450,13 @@ def test_a_later_turn_without_the_tool_still_sees_the_calls(
     oc.responses.create(model="gpt-test", input="what did the tool say?", previous_response_id=first.id)
     messages = upstream.requests[-1]["messages"]
     assert {"role": "tool", "tool_call_id": first.output[1].id, "content": "echo: remember me"} in messages
+
+
+def test_a_streamed_approval_request(open_server: ServerThread, upstream: FakeChatUpstream, mcp: OwnMCPServer) -> None:
+    upstream.script(Reply(tool_calls=[("mcp__t__add", '{"a": 1, "b": 2}')]))
+    events = stream_events(open_server, model="gpt-test", input="add", tools=[approval_tool(mcp)])
+    final = events[-1]["response"]
+    assert events[-1]["type"] == "response.completed"
+    assert [i["type"] for i in final["output"]] == ["mcp_list_tools", "mcp_approval_request"]
+    assert not any(e["type"].startswith("response.mcp_call") for e in events)
+    assert mcp.state.calls == []

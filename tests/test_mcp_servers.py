@@ -177,3 +177,15 @@ def test_server_everything(open_server: ServerThread, upstream: FakeChatUpstream
             second = client.responses.create(model="m", input="more", tools=[spec], previous_response_id=final["id"])
         assert [i.type for i in second.output] == ["mcp_call", "message"]
         assert json.loads(second.output[0].arguments) == {"message": "again"}  # type: ignore[union-attr]
+
+
+def test_server_everything_over_sse(open_server: ServerThread, upstream: FakeChatUpstream) -> None:
+    with everything_server("sse") as url:
+        if url is None:
+            pytest.fail("server-everything is not installed and npm is missing (scripts/install-mcp-everything.sh)")
+        spec = {"type": "mcp", "server_label": "legacy", "server_url": url, "require_approval": "never"}
+        upstream.script(Reply(tool_calls=[("mcp__legacy__echo", '{"message": "over sse"}')]), Reply(text="ok"))
+        with client_for(open_server) as client:
+            response = client.responses.create(model="m", input="go", tools=[spec])  # type: ignore[list-item]
+        assert [i.type for i in response.output] == ["mcp_list_tools", "mcp_call", "message"]
+        assert "over sse" in (response.output[1].output or "")  # type: ignore[union-attr]

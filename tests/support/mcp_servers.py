@@ -122,9 +122,9 @@ def _free_port() -> int:
 
 
 @contextmanager
-def everything_server() -> Iterator[str | None]:
-    """``server-everything`` over Streamable HTTP; None when it is not installed (and
-    cannot be, without npm)."""
+def everything_server(transport: str = "streamableHttp") -> Iterator[str | None]:
+    """``server-everything`` over Streamable HTTP (or ``sse``); None when it is not
+    installed (and cannot be, without npm)."""
     if not EVERYTHING.exists() and shutil.which("npm"):
         subprocess.run([str(ROOT / "scripts" / "install-mcp-everything.sh")], check=True)
     if not EVERYTHING.exists():
@@ -132,12 +132,12 @@ def everything_server() -> Iterator[str | None]:
         return
     port = _free_port()
     process = subprocess.Popen(
-        [str(EVERYTHING), "streamableHttp"],
+        [str(EVERYTHING), transport],
         env={**os.environ, "PORT": str(port)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    url = f"http://127.0.0.1:{port}/mcp"
+    url = f"http://127.0.0.1:{port}/{'sse' if transport == 'sse' else 'mcp'}"
     try:
         deadline = time.monotonic() + 30
         while True:
