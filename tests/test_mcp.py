@@ -350,9 +350,7 @@ def test_a_refused_call_is_not_run_and_the_model_is_told(
         model="gpt-test",
         previous_response_id=first.id,
         tools=[approval_tool(mcp)],
-        input=[
-            {"type": "mcp_approval_response", "approval_request_id": asked.id, "approve": False, "reason": "no"}
-        ],
+        input=[{"type": "mcp_approval_response", "approval_request_id": asked.id, "approve": False, "reason": "no"}],
     )
     assert types(second) == ["message"]
     assert mcp.state.calls == []

@@ -189,3 +189,36 @@ def test_server_everything_over_sse(open_server: ServerThread, upstream: FakeCha
             response = client.responses.create(model="m", input="go", tools=[spec])  # type: ignore[list-item]
         assert [i.type for i in response.output] == ["mcp_list_tools", "mcp_call", "message"]
         assert "over sse" in (response.output[1].output or "")  # type: ignore[union-attr]
+
+
+def test_a_stateless_responses_upstream_gets_functions(tmp_path: Path, mcp: OwnMCPServer) -> None:
+    from tests.support.fake_responses import FakeResponsesUpstream
+    from tests.support.fake_responses import Reply as RReply
+
+    fake = FakeResponsesUpstream()
+    upstream = ServerThread(fake.app).start()
+    cfg = parse_config(
+        {
+            "database": {"url": f"sqlite:///{tmp_path / 'r.db'}"},
+            "security": {"allow_private_urls": True},
+            "providers": [{"name": "r", "type": "responses", "base_url": f"{upstream.url}/v1", "max_retries": 0}],
+            "models": [{"name": "*", "provider": "r"}],
+        }
+    )
+    running = ServerThread(create_app(cfg)).start()
+    try:
+        fake.script(RReply(tool_calls=[("mcp__t__echo", '{"text": "up"}')]), RReply(text="fine"))
+        spec = {"type": "mcp", "server_label": "t", "server_url": mcp.url, "require_approval": "never"}
+        with client_for(running) as client:
+            response = client.responses.create(model="m", input="go", tools=[spec])  # type: ignore[list-item]
+        assert [i.type for i in response.output] == ["mcp_list_tools", "mcp_call", "message"]
+        assert response.output[1].output == "echo: up"  # type: ignore[union-attr]
+        first, second = fake.requests
+        assert all(t["type"] == "function" for t in first["tools"])  # never the mcp tool itself
+        assert "mcp__t__echo" in {t["name"] for t in first["tools"]}
+        kinds = [item["type"] for item in second["input"]]
+        assert kinds[-2:] == ["function_call", "function_call_output"]
+        assert second["input"][-1]["output"] == "echo: up"
+    finally:
+        running.stop()
+        upstream.stop()
