@@ -62,7 +62,14 @@ def configured(
                 "headers_env": {"X-Key": "CONTINUO_TEST_MCP_KEY"},
                 "require_approval": "never",
             },
-            {"label": "local", "command": sys.executable, "args": [str(STDIO)]},
+            {
+                "label": "local",
+                "command": sys.executable,
+                "args": [str(STDIO)],
+                "require_approval": "never",
+                "allowed_tools": ["add"],
+                "description": "Test tools over stdio",
+            },
         ],
     )
     running = ServerThread(create_app(cfg)).start()
@@ -88,10 +95,11 @@ def test_a_configured_server_by_label(configured: ServerThread, upstream: FakeCh
 def test_a_configured_stdio_server(configured: ServerThread, upstream: FakeChatUpstream) -> None:
     upstream.script(Reply(tool_calls=[("mcp__local__add", '{"a": 4, "b": 5}')]), Reply(text="nine"))
     with client_for(configured) as client:
-        response = client.responses.create(
-            model="m", input="go", tools=[{"type": "mcp", "server_label": "local", "require_approval": "never"}]
-        )
+        response = client.responses.create(model="m", input="go", tools=[{"type": "mcp", "server_label": "local"}])
+    # The config's settings apply: only add is listed, and it runs without approval.
+    assert [t.name for t in response.output[0].tools] == ["add"]  # type: ignore[union-attr]
     assert response.output[1].output == "9"  # type: ignore[union-attr]
+    assert response.tools[0].require_approval == "never"  # type: ignore[union-attr]
 
 
 def test_urls_off_the_allow_list_are_refused(configured: ServerThread) -> None:

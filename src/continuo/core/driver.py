@@ -118,6 +118,8 @@ class RunDriver:
         secrets: dict[str, dict[str, str]] | None = None,
     ) -> Job:
         job = Job(project, request, self.router.resolve(request.model), context, builder)
+        if self.mcp is not None and self.mcp.servers:
+            self.mcp.fill(request.tools)
         tools = ToolSet(request.tools, secrets)
         if tools.active:
             tools.learn(context)

@@ -79,6 +79,23 @@ class MCPClients:
         # Secrets of queued background runs, by reference, kept in memory only.
         self.secrets: dict[str, dict[str, dict[str, str]]] = {}
 
+    def fill(self, tools: list[dict[str, Any]]) -> None:
+        """A configured server used by label alone takes the config's description,
+        ``require_approval`` and ``allowed_tools`` where the request gives none."""
+        for tool in tools:
+            if tool.get("type") != "mcp" or tool.get("server_url") is not None:
+                continue
+            server = self.servers.get(str(tool.get("server_label")))
+            if server is None:
+                continue
+            for key, value in (
+                ("server_description", server.description),
+                ("require_approval", server.require_approval),
+                ("allowed_tools", server.allowed_tools),
+            ):
+                if tool.get(key) is None and value is not None:
+                    tool[key] = value
+
     def hold(self, body: dict[str, Any], secrets: dict[str, dict[str, str]]) -> dict[str, Any]:
         """A queued body with its MCP secrets redacted; they wait here, in memory, for the
         run (a run claimed by another replica goes without them)."""
