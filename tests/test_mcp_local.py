@@ -51,13 +51,16 @@ def test_the_embedded_model_calls_an_mcp_tool(llm: openai.OpenAI, mcp: OwnMCPSer
         tools=[spec],  # type: ignore[list-item]
         tool_choice={"type": "mcp", "server_label": "t", "name": "add"},  # type: ignore[typeddict-item]
         max_tool_calls=1,
-        max_output_tokens=48,
+        max_output_tokens=128,
+        temperature=0,
     )
-    assert [item.type for item in response.output][:2] == ["mcp_list_tools", "mcp_call"]
+    assert [item.type for item in response.output][:2] == ["mcp_list_tools", "mcp_call"], response.model_dump_json()[
+        :3000
+    ]
     call = response.output[1]
     arguments = json.loads(call.arguments)  # type: ignore[union-attr]
     assert call.status == "completed"  # type: ignore[union-attr]
     assert call.output == str(arguments["a"] + arguments["b"])  # type: ignore[union-attr]
-    assert mcp.state.calls == [("add", arguments)]
+    assert mcp.state.calls == [("add", {"a": arguments["a"], "b": arguments["b"]})]
     # Then the model answered in words (the tools were no longer offered).
     assert response.output[-1].type == "message"
