@@ -110,6 +110,8 @@ class ToolItems:
             self.approvals_made += 1
         else:
             item["arguments"] = joined or "{}"
+            if not joined:  # the done event always equals its joined deltas
+                self._tool_arguments(call, item["arguments"])
             self._event(
                 ToolEvent.MCP_ARGUMENTS_DONE,
                 {"item_id": item["id"], "output_index": call.index, "arguments": item["arguments"]},
