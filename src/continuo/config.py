@@ -89,6 +89,38 @@ class SecurityConfig:
 
 
 @dataclass(slots=True)
+class MCPConfig:
+    """``[mcp]``: remote MCP tools that Continuo runs itself."""
+
+    # When not empty, a request's server_url must start with one of these.
+    allowed_servers: list[str] = field(default_factory=list)
+    list_timeout: float = 30.0
+    call_timeout: float = 120.0
+    # The longest tool output (characters) given to the model; the rest is cut off.
+    max_output_chars: int = 100_000
+    # Model calls in one response at most (a loop guard beside max_tool_calls).
+    max_rounds: int = 32
+
+
+@dataclass(slots=True)
+class MCPServerConfig:
+    """``[[mcp_servers]]``: a server clients may use by ``server_label`` alone."""
+
+    label: str
+    url: str | None = None
+    # "streamable_http" (default for url), "sse", or "stdio" (with command).
+    transport: str | None = None
+    command: str | None = None
+    args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    # Header name -> environment variable holding its value (secrets stay out of the file).
+    headers_env: dict[str, str] = field(default_factory=dict)
+    description: str | None = None
+    require_approval: Any = None
+    allowed_tools: Any = None
+
+
+@dataclass(slots=True)
 class KeyConfig:
     """A key declared in the file: by its hash (``sha256:<hex>``) or by the name of the
     environment variable that holds it."""
@@ -145,6 +177,8 @@ class Config:
     keys: list[KeyConfig] = field(default_factory=list)
     providers: list[ProviderConfig] = field(default_factory=list)
     models: list[ModelConfig] = field(default_factory=list)
+    mcp: MCPConfig = field(default_factory=MCPConfig)
+    mcp_servers: list[MCPServerConfig] = field(default_factory=list)
 
 
 def _section(raw: dict[str, Any], key: str, cls: type, where: str) -> Any:
@@ -185,6 +219,19 @@ def _model(raw: Any, index: int) -> ModelConfig:
     return ModelConfig(**raw)
 
 
+def _mcp_server(raw: Any, index: int) -> MCPServerConfig:
+    if not isinstance(raw, dict) or not isinstance(raw.get("label"), str):
+        raise ConfigError(f"mcp_servers[{index}] needs a 'label'")
+    unknown = set(raw) - {f.name for f in dataclasses.fields(MCPServerConfig)}
+    if unknown:
+        raise ConfigError(f"mcp_servers[{index}] has unknown keys: {', '.join(sorted(unknown))}")
+    if (raw.get("url") is None) == (raw.get("command") is None):
+        raise ConfigError(f"mcp_servers[{index}] needs exactly one of 'url' or 'command'")
+    if raw.get("transport") not in (None, "streamable_http", "sse", "stdio"):
+        raise ConfigError(f"mcp_servers[{index}].transport must be streamable_http, sse or stdio")
+    return MCPServerConfig(**raw)
+
+
 def _key(raw: Any, index: int) -> KeyConfig:
     if not isinstance(raw, dict) or not isinstance(raw.get("project"), str):
         raise ConfigError(f"keys[{index}] needs a 'project'")
@@ -209,6 +256,8 @@ def parse_config(raw: dict[str, Any]) -> Config:
         keys=[_key(k, i) for i, k in enumerate(raw.get("keys", []))],
         providers=[_provider(p, i) for i, p in enumerate(raw.get("providers", []))],
         models=[_model(m, i) for i, m in enumerate(raw.get("models", []))],
+        mcp=_section(raw, "mcp", MCPConfig, "mcp"),
+        mcp_servers=[_mcp_server(s, i) for i, s in enumerate(raw.get("mcp_servers", []))],
     )
     names = [p.name for p in config.providers]
     if len(names) != len(set(names)):

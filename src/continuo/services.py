@@ -16,6 +16,7 @@ from continuo.core.fetch import Fetcher
 from continuo.core.keys import KeyRing
 from continuo.core.limits import LimitCounts, Limiter
 from continuo.core.long_context import LongContextService
+from continuo.core.mcp import MCPClients
 from continuo.core.routing import Router
 from continuo.core.sealing import load_sealer
 from continuo.core.service import ResponsesService
@@ -54,7 +55,7 @@ class Services:
         )
         await notifier.start()
         fetcher = Fetcher(config.security)
-        driver = RunDriver(router, fetcher)
+        driver = RunDriver(router, fetcher, MCPClients(config.mcp, config.mcp_servers, fetcher))
         counter = TokenCounter()
         compactor = Compactor(driver, counter, await load_sealer(store, config.security.compaction_key_env))
         driver.window = Window(counter, compactor)

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 
+from continuo.api.encoding import decompress, encoding_of
 from continuo.errors import APIError, InvalidRequest
 
 
@@ -42,6 +43,8 @@ async def json_body(request: Request) -> Any:
                 raise too_large(limit)
             chunks.append(chunk)
         body = b"".join(chunks)
+    # Codex may compress; the size limit holds after decompression too.
+    body = decompress(body, encoding_of(request.headers.get("content-encoding")), limit, too_large)
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:

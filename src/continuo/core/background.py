@@ -165,7 +165,8 @@ class BackgroundRunner:
         sink = StoreSink(self.store, self.notifier, builder, claimed.next_sequence)
         try:
             request = parse_create_request({**claimed.request, "stream": False})
-            job = self.driver.job(claimed.project, request, claimed.context, builder)
+            secrets = self.driver.mcp.take(claimed.request) if self.driver.mcp is not None else None
+            job = self.driver.job(claimed.project, request, claimed.context, builder, secrets)
         except APIError as exc:  # a request that no longer routes (the configuration changed)
             builder.fail(f"The run could not start: {exc.message}")
             await self.driver.end(builder, sink)

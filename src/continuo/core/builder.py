@@ -15,6 +15,7 @@ import orjson
 from continuo.backends.base import Delta, Finish, ReasoningDelta, TextDelta, ToolCallDelta, Usage
 from continuo.core.request import CreateRequest
 from continuo.core.status import EventType, Status, terminal_event
+from continuo.core.tool_items import ToolItems
 from continuo.ids import new_id
 
 Event = tuple[str, bytes]
@@ -79,7 +80,7 @@ class _OpenItem:
         self.chunks: list[str] = []
 
 
-class ResponseBuilder:
+class ResponseBuilder(ToolItems):
     """Feeds deltas into a Response object and, with ``emit``, records the events.
 
     Text and reasoning items close as soon as something else starts; function calls stay
@@ -97,6 +98,7 @@ class ResponseBuilder:
         self.usage: Usage | None = None
         self._current: _OpenItem | None = None
         self._calls: dict[int, _OpenItem] = {}
+        self._tools_init()
 
     # -- events -------------------------------------------------------------------------
 
@@ -225,6 +227,13 @@ class ResponseBuilder:
         call = self._calls.get(delta.index)
         if call is None:
             self._close_current()
+            ref = self.tool_refs.get(delta.name or "")
+            if ref is not None:
+                call = self._calls[delta.index] = self._open(self._tool_item(ref, delta.call_id))
+                if delta.arguments:
+                    call.chunks.append(delta.arguments)
+                    self._tool_arguments(call, delta.arguments)
+                return
             item = {
                 "id": new_id("fc"),
                 "type": "function_call",
@@ -236,7 +245,10 @@ class ResponseBuilder:
             call = self._calls[delta.index] = self._open(item)
         elif delta.name and not call.item["name"]:
             call.item["name"] = delta.name
-        if delta.arguments:
+        if delta.arguments and call.item["type"] != "function_call":
+            call.chunks.append(delta.arguments)
+            self._tool_arguments(call, delta.arguments)
+        elif delta.arguments:
             call.chunks.append(delta.arguments)
             self._event(
                 EventType.FUNCTION_CALL_ARGUMENTS_DELTA,
@@ -280,6 +292,10 @@ class ResponseBuilder:
     def _close_calls(self, status: str) -> None:
         for call in self._calls.values():
             item = call.item
+            if item["type"] != "function_call":
+                self._close_tool_call(call, status)
+                continue
+            self.client_calls += 1
             item["arguments"] = "".join(call.chunks)
             item["status"] = status
             self._event(
@@ -298,9 +314,15 @@ class ResponseBuilder:
     def _close_all(self, status: str) -> None:
         self._close_current(status)
         self._close_calls(status)
+        self._close_tool_items(status)
 
     def _usage(self) -> dict[str, Any]:
         return usage_object(self.usage or Usage())
+
+    def end_model_call(self) -> None:
+        """One model call of several in this response ended: close what it opened."""
+        self._close_current()
+        self._close_calls("completed")
 
     def complete(self) -> None:
         """The model finished: settle the status from its finish reason."""

@@ -18,8 +18,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 from continuo.backends.base import DeltaStream, ModelRequest, UpstreamError
 from continuo.core.builder import Event, ResponseBuilder
 from continuo.core.fetch import Fetcher
+from continuo.core.mcp import MCPClients
 from continuo.core.request import CreateRequest
 from continuo.core.routing import Route, Router
+from continuo.core.tool_loop import ToolLoop
+from continuo.core.toolset import ToolSet, mcp_history, model_items
 from continuo.errors import APIError, InvalidRequest, UpstreamFailure
 
 if TYPE_CHECKING:
@@ -93,6 +96,10 @@ class Job:
     # The upstream's failure, when that is what ended it.
     error: UpstreamError | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # The server-side tools (MCP, custom) of the response.
+    tools: ToolSet | None = None
+    # The HTTP error a foreground JSON answer gives when the run failed before the model spoke.
+    failure: APIError | None = None
 
     @property
     def response(self) -> dict[str, Any]:
@@ -100,14 +107,38 @@ class Job:
 
 
 class RunDriver:
-    def __init__(self, router: Router, fetcher: Fetcher | None = None) -> None:
+    def __init__(self, router: Router, fetcher: Fetcher | None = None, mcp: MCPClients | None = None) -> None:
         self.router = router
         self.fetcher = fetcher
         # Long contexts (core/window.py): set by the wiring once the sealing key is loaded.
         self.window: Window | None = None
+        self.mcp = mcp
 
-    def job(self, project: str, request: CreateRequest, context: list[dict[str, Any]], builder: ResponseBuilder) -> Job:
-        return Job(project, request, self.router.resolve(request.model), context, builder)
+    def job(
+        self,
+        project: str,
+        request: CreateRequest,
+        context: list[dict[str, Any]],
+        builder: ResponseBuilder,
+        secrets: dict[str, dict[str, str]] | None = None,
+    ) -> Job:
+        job = Job(project, request, self.router.resolve(request.model), context, builder)
+        if self.mcp is not None and self.mcp.servers:
+            self.mcp.fill(request.tools)
+        tools = ToolSet(request.tools, secrets)
+        if tools.active:
+            tools.learn(context)
+            job.tools = tools
+        return job
+
+    def opens_late(self, job: Job) -> bool:
+        """Whether the model call can only be opened inside the run (MCP servers to list
+        or approved calls to run first)."""
+        tools = job.tools
+        if tools is None:
+            return False
+        approvals = any(item.get("type") == "mcp_approval_response" for item in job.request.input)
+        return bool(tools.unlisted()) or approvals
 
     async def open(self, job: Job) -> DeltaStream:
         """Open the model call: the only place in Continuo that does. Raises
@@ -115,9 +146,18 @@ class RunDriver:
         context = job.context
         if self.window is not None:
             context = await self.window.prepare(job)
+        tools = job.tools
+        if tools is not None:
+            context = model_items(context + job.builder.response["output"])
+        elif job.request.previous_response_id is not None or len(context) > 1:
+            context = mcp_history(context)
         if job.route.provider.fetch_remote_content and self.fetcher is not None:
             context = await self.fetcher.inline(context)
         call = model_request(job.request, job.route.upstream_model, context)
+        if tools is not None:
+            call.tools = tools.model_tools()
+            call.tool_choice = tools.model_choice(call.tool_choice)
+            job.builder.tool_refs = tools.refs()
         return await job.route.backend.open(call)
 
     async def run(self, job: Job, sink: Sink, upstream: DeltaStream | None = None) -> None:
@@ -130,15 +170,25 @@ class RunDriver:
         """
         builder = job.builder
         cancelled = False
+        loop = ToolLoop(self.mcp, job, sink) if job.tools is not None and self.mcp is not None else None
         try:
             await sink.emit(builder.drain())
-            if upstream is None:
-                upstream = await self.open(job)
-            for item in job.extra.pop("output_items", ()):
-                builder.add_item(item)  # a compaction made while opening the call
-            if builder.events:
-                await sink.emit(builder.drain())
-            await self._drive(builder, upstream, sink)
+            if loop is not None:
+                await loop.prepare()
+            while True:
+                if upstream is None:
+                    upstream = await self.open(job)
+                for item in job.extra.pop("output_items", ()):
+                    builder.add_item(item)  # a compaction made while opening the call
+                if builder.events:
+                    await sink.emit(builder.drain())
+                await self._drive(builder, upstream, sink)
+                if loop is None:
+                    break
+                await _close(upstream)
+                upstream = None
+                if not await loop.after_call():
+                    break
             builder.complete()
         except asyncio.CancelledError:
             cancelled = True
@@ -150,6 +200,7 @@ class RunDriver:
             job.error = exc
             builder.fail(exc.message)
         except APIError as exc:
+            job.failure = exc
             builder.fail(exc.message, exc.code or "server_error")
         except Exception as exc:
             log.exception("response %s failed", job.response["id"])
@@ -157,6 +208,8 @@ class RunDriver:
         finally:
             if upstream is not None:
                 await _close(upstream)
+            if loop is not None:
+                await loop.aclose()
         await self.end(builder, sink)
         if cancelled:
             raise asyncio.CancelledError

@@ -123,6 +123,10 @@ class Fetcher:
         if not infos or not all(public(str(info[4][0])) for info in infos):
             raise _not_allowed(url, param)
 
+    async def check_url(self, url: str, param: str) -> None:
+        """Refuse a URL the server must not reach (also used for MCP servers)."""
+        await self._check(url, param)
+
     async def fetch(self, url: str, param: str) -> tuple[bytes, str]:
         await self._check(url, param)
         limit = self.config.fetch_max_bytes

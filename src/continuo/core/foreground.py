@@ -56,7 +56,7 @@ class QueueSink(_Keep):
             await self.queue.put(events)
 
 
-async def answer(driver: RunDriver, store: Store, job: Job, upstream: DeltaStream) -> dict[str, Any]:
+async def answer(driver: RunDriver, store: Store, job: Job, upstream: DeltaStream | None) -> dict[str, Any]:
     """Run the opened call to the end and return the finished Response, or raise the
     HTTP error."""
     try:
@@ -68,13 +68,15 @@ async def answer(driver: RunDriver, store: Store, job: Job, upstream: DeltaStrea
     if response["status"] == Status.FAILED:
         if job.error is not None:
             raise upstream_failure(job.error)
+        if job.failure is not None:
+            raise job.failure
         error = response.get("error") or {}
         raise APIError(error.get("message", "The response failed."), code=error.get("code"))
     return response
 
 
 def stream(
-    driver: RunDriver, store: Store, job: Job, upstream: DeltaStream, tasks: set[asyncio.Task[Any]]
+    driver: RunDriver, store: Store, job: Job, upstream: DeltaStream | None, tasks: set[asyncio.Task[Any]]
 ) -> AsyncIterator[Event]:
     """The stream events. The run goes on in a task of its own, so a client that goes
     away stops it cleanly: the upstream is closed and what was produced is stored as

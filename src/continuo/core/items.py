@@ -22,6 +22,10 @@ ITEM_TYPES = (
     "custom_tool_call",
     "custom_tool_call_output",
     "compaction",
+    "mcp_list_tools",
+    "mcp_call",
+    "mcp_approval_request",
+    "mcp_approval_response",
 )
 # The only URLs an image or file may come by: others (file://, ftp://, ...) could make the
 # upstream, or Continuo itself, read what it should not.
@@ -112,6 +116,13 @@ def _normalize_item(raw: Any, where: str) -> dict[str, Any]:
     elif kind == "compaction":
         # Opened (and verified) when the context is built: core/compaction.py.
         _require_str(item, "encrypted_content", where)
+    elif kind == "mcp_approval_response":
+        _require_str(item, "approval_request_id", where)
+        if not isinstance(item.get("approve"), bool):
+            raise invalid_type(f"{where}.approve", "a boolean", item.get("approve"))
+    elif kind in ("mcp_call", "mcp_approval_request"):
+        for key in ("server_label", "name", "arguments"):
+            _require_str(item, key, where)
     return item
 
 

@@ -22,6 +22,8 @@ from continuo.core.driver import Job, RunDriver, upstream_failure
 from continuo.core.foreground import answer, stream
 from continuo.core.request import CreateRequest, parse_create_request
 from continuo.core.status import TERMINAL_EVENTS, TERMINAL_STATUSES
+from continuo.core.tool_loop import resolve
+from continuo.core.toolset import ToolSet, redact_tools
 from continuo.errors import InvalidRequest, NotFound
 from continuo.ids import new_id
 from continuo.notify import Notifier
@@ -61,6 +63,10 @@ class ResponsesService:
         after that a run reports failures in the Response itself."""
         request = parse_create_request(body, self.max_input_items)
         self.driver.router.resolve(request.model)  # an unknown model is a 400 before anything else
+        # MCP secrets are used for the calls and never stored nor echoed.
+        secrets = redact_tools(request.tools)
+        if self.driver.mcp is not None and any(tool.get("type") == "mcp" for tool in request.tools):
+            await resolve(self.driver.mcp, ToolSet(request.tools, secrets))  # refused servers are a 400 now
         if request.background:
             items = await build_context(self.store, project, request)
             if self.driver.window is not None:
@@ -72,17 +78,25 @@ class ResponsesService:
                     code="invalid_value",
                 )
             # (A background response takes its conversation in Store.create_background.)
+            if secrets and self.driver.mcp is not None:
+                body = self.driver.mcp.hold(body, secrets)
             queued = await self.background.enqueue(project, request, body)
             if request.stream:
                 return Answer(events=self._follow(project, queued["id"], -1))
             return Answer(body=queued)
-        job = await self.prepare(project, request)
+        job = await self.prepare(project, request, secrets=secrets)
         upstream = await self.open(job)
         if not request.stream:
             return Answer(body=await answer(self.driver, self.store, job, upstream))
         return Answer(events=stream(self.driver, self.store, job, upstream, self.tasks))
 
-    async def prepare(self, project: str, request: CreateRequest, history: list[dict[str, Any]] | None = None) -> Job:
+    async def prepare(
+        self,
+        project: str,
+        request: CreateRequest,
+        history: list[dict[str, Any]] | None = None,
+        secrets: dict[str, dict[str, str]] | None = None,
+    ) -> Job:
         """A foreground response about to run: its context (from ``history`` when the
         caller has it in hand, else from the store) and its new Response object."""
         response_id = new_id("resp")
@@ -94,13 +108,18 @@ class ResponsesService:
             if self.driver.window is not None:
                 self.driver.window.compactor.expand(project, items)  # a compaction item that does not open: 400 now
             response = new_response(request, response_id, int(time.time()))
-            return self.driver.job(project, request, items, ResponseBuilder(response, emit=request.stream))
+            builder = ResponseBuilder(response, emit=request.stream)
+            return self.driver.job(project, request, items, builder, secrets)
         except BaseException:
             await conversations.release(self.store, request, response_id)
             raise
 
-    async def open(self, job: Job) -> DeltaStream:
-        """Open the job's model call; a refusal before any delta is an ``APIError``."""
+    async def open(self, job: Job) -> DeltaStream | None:
+        """Open the job's model call; a refusal before any delta is an ``APIError``.
+        None when the call can only be opened inside the run (MCP servers to list or
+        approved calls to run first)."""
+        if self.driver.opens_late(job):
+            return None
         try:
             try:
                 return await self.driver.open(job)
