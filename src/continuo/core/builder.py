@@ -14,7 +14,7 @@ import orjson
 
 from continuo.backends.base import Delta, Finish, ReasoningDelta, TextDelta, ToolCallDelta, Usage
 from continuo.core.request import CreateRequest
-from continuo.core.status import EventType, Status, terminal_event
+from continuo.core.status import RESPONSE_ERROR_CODES, EventType, Status, terminal_event
 from continuo.core.tool_items import ToolItems
 from continuo.ids import new_id
 
@@ -341,7 +341,7 @@ class ResponseBuilder(ToolItems):
     def fail(self, message: str, code: str = "server_error") -> None:
         self._close_all("incomplete")
         self.response["status"] = Status.FAILED
-        self.response["error"] = {"code": code, "message": message}
+        self.response["error"] = {"code": code if code in RESPONSE_ERROR_CODES else "server_error", "message": message}
         self.response["usage"] = self._usage()
 
     def cancel(self) -> None:

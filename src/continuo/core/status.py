@@ -38,6 +38,33 @@ class EventType(StrEnum):
     FUNCTION_CALL_ARGUMENTS_DONE = "response.function_call_arguments.done"
 
 
+# The codes a failed response's ``error`` may carry (OpenAI's ``ResponseErrorCode``); any
+# other reason for a failure is reported as ``server_error``, its message saying what.
+RESPONSE_ERROR_CODES = frozenset(
+    {
+        "server_error",
+        "rate_limit_exceeded",
+        "invalid_prompt",
+        "data_residency_mismatch",
+        "bio_policy",
+        "vector_store_timeout",
+        "invalid_image",
+        "invalid_image_format",
+        "invalid_base64_image",
+        "invalid_image_url",
+        "image_too_large",
+        "image_too_small",
+        "image_parse_error",
+        "image_content_policy_violation",
+        "invalid_image_mode",
+        "image_file_too_large",
+        "unsupported_image_media_type",
+        "empty_image_file",
+        "failed_to_download_image",
+        "image_file_not_found",
+    }
+)
+
 TERMINAL_STATUSES = frozenset({Status.COMPLETED, Status.INCOMPLETE, Status.FAILED, Status.CANCELLED})
 TERMINAL_EVENTS = frozenset({EventType.COMPLETED, EventType.INCOMPLETE, EventType.FAILED, EventType.CANCELLED})
 
