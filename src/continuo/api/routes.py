@@ -167,7 +167,7 @@ async def list_models(request: Request) -> Response:
 
 async def get_model(request: Request) -> Response:
     name = request.path_params["model"]
-    if name not in _service(request).router.model_names():
+    if not _service(request).router.serves(name):
         raise NotFound(f"The model '{name}' does not exist.", param="model", code="model_not_found")
     return json_response(_model(name))
 
