@@ -36,9 +36,13 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from continuo.api.app import create_app
+    from continuo.observability import setup_logging, setup_tracing
 
     config = load_config(args.config)
     _check_runtime(config, args.config)
+    setup_logging(config.logging.format, args.log_level or config.logging.level)
+    if setup_tracing():
+        logging.getLogger("continuo").info("tracing: spans are exported over OTLP")
     host = args.host or config.server.host
     port = args.port or config.server.port
     uvicorn.run(
@@ -48,6 +52,7 @@ def _serve(args: argparse.Namespace) -> int:
         loop="auto",
         http="auto",
         log_level=args.log_level or config.logging.level,
+        log_config=None,  # the logging set up above, for uvicorn's lines too
         access_log=False,
         timeout_graceful_shutdown=30,
     )

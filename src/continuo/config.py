@@ -119,6 +119,8 @@ class LoggingConfig(_Section):
     # "auto": plain text on a terminal, one JSON object a line otherwise.
     format: Literal["auto", "json", "text"] = "auto"
     level: Literal["debug", "info", "warning", "error"] = "info"
+    # One line per request: method, route template, status, duration, model, request id.
+    access: bool = True
 
 
 class KeyConfig(_Section):

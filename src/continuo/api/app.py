@@ -10,6 +10,7 @@ from starlette.applications import Starlette
 
 from continuo.api.auth import AuthMiddleware
 from continuo.api.errors import EXCEPTION_HANDLERS
+from continuo.api.observe import ObserveMiddleware
 from continuo.api.routes import ROUTES
 from continuo.backends import create_backend
 from continuo.config import Config
@@ -60,4 +61,5 @@ def create_app(config: Config) -> Starlette:
 
     app = Starlette(routes=ROUTES, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
     app.add_middleware(AuthMiddleware)
+    app.add_middleware(ObserveMiddleware)  # outermost: ids, metrics and spans for every answer, 401s included
     return app

@@ -10,11 +10,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from continuo.api.observe import metrics_endpoint
 from continuo.api.responses import json_response, sse_response
 from continuo.core.builder import Event
 from continuo.core.limits import Limiter
 from continuo.core.service import ResponsesService
 from continuo.errors import APIError, InvalidRequest, NotFound
+from continuo.observability import note_request
 
 
 def _service(request: Request) -> ResponsesService:
@@ -83,9 +85,12 @@ async def _json_body(request: Request) -> Any:
 
 async def create_response(request: Request) -> Response:
     body = await _json_body(request)
+    if isinstance(body, dict):
+        note_request(model=body.get("model"))
     project = _project(request)
     service = _service(request)
     created = await service.create(body, project)
+    note_request(response_id=created["id"] if isinstance(created, dict) else created.response["id"])
     if isinstance(created, dict):  # queued in the background
         if body.get("stream") is True:
             return _stream(request, await service.follow(project, created["id"], None))
@@ -189,4 +194,5 @@ ROUTES = [
     Route("/v1/models", list_models, methods=["GET"]),
     Route("/v1/models/{model:path}", get_model, methods=["GET"]),
     Route("/healthz", healthz, methods=["GET"]),
+    Route("/metrics", metrics_endpoint, methods=["GET"]),
 ]

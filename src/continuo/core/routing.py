@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from continuo.backends.base import Backend
 from continuo.config import Config, ProviderConfig
 from continuo.errors import InvalidRequest
+from continuo.observability import observe_backend
 
 
 @dataclass(slots=True)
@@ -34,7 +35,7 @@ class Router:
                 code="model_not_found",
             )
         backend, provider, upstream = route
-        return Route(backend, provider, upstream or model)
+        return Route(observe_backend(backend, provider.name, model), provider, upstream or model)
 
     def model_names(self) -> list[str]:
         """The names to list: every configured one (not "*"), and the name of each
