@@ -249,3 +249,14 @@ def test_what_was_stored_while_open_is_moved_to_a_project(upstream, tmp_path):
         assert continuo("projects", "list", "--config", str(path)).stdout == "'team-a' 2\n"
     finally:
         server.stop()
+
+
+def test_the_readme_config_block_is_valid(monkeypatch):
+    import re
+    import tomllib
+
+    block = re.search(r"```toml\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    assert block is not None
+    monkeypatch.setenv("TEAM_A_KEY", "sk-team-a")
+    config = parse_config(tomllib.loads(block[1]), environment=True)
+    assert [p.name for p in config.providers] == ["upstream", "embedded"]
