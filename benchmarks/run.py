@@ -142,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
             "plan": asdict(plan),
             **results,
         }
+        from benchmarks import restart
+
+        document["restart"] = restart.measure()  # serve.sh to /healthz 200, nothing to install
+        log(f"restart with nothing changed: {document['restart']['median_s']} s (median)")
         document["targets"] = report.targets(document)
         document["quietness"] = report.quietness(document)
         (args.out / f"{stem}.json").write_text(json.dumps(document, indent=2) + "\n")

@@ -188,7 +188,10 @@ max_input_items = 5
 """
     config_path = auth_config(tmp, upstream.url, extra)
     key = cli(config_path, "create", "--project", "limited").strip()
-    server = ServerThread(create_app(load_config(config_path))).start()
+    with pytest.MonkeyPatch.context() as patch:
+        # A [[keys]] entry whose variable is unset refuses to start.
+        patch.setenv("CONTINUO_TEST_GAMMA_KEY", "sk-gamma-from-env")
+        server = ServerThread(create_app(load_config(config_path))).start()
     yield server, key
     server.stop()
 

@@ -81,6 +81,8 @@ def test_models_lists_the_client_names(routed):
     with sdk(routed) as client:
         assert sorted(model.id for model in client.models.list()) == ["big", "small"]
         assert client.models.retrieve("small").id == "small"
+        # The "*" route serves any name, so any name is a model here.
+        assert client.models.retrieve("org/any-model").id == "org/any-model"
 
 
 def test_each_name_goes_to_its_provider_under_its_upstream_name(routed, upstream, rupstream):

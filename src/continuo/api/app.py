@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -10,6 +11,7 @@ from starlette.routing import WebSocketRoute
 
 from continuo.api.auth import AuthMiddleware
 from continuo.api.errors import EXCEPTION_HANDLERS
+from continuo.api.observe import ObserveMiddleware
 from continuo.api.routes import ROUTES
 from continuo.api.websocket import responses_socket
 from continuo.config import Config, load_config
@@ -35,12 +37,17 @@ def create_app(config: Config) -> Starlette:
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
     app.router.redirect_slashes = False  # a bodyless 307 is not an OpenAI-shaped answer
     app.add_middleware(AuthMiddleware)
+    app.add_middleware(ObserveMiddleware)  # outermost: ids, metrics and spans for every answer, 401s included
     return app
 
 
 def worker_app() -> Starlette:
     """The app of one worker of ``continuo serve --workers N``: the configuration from
     ``$CONTINUO_CONFIG``; migrations already ran in the supervisor."""
+    from continuo.observability import setup_logging, setup_tracing
+
     config = load_config()
     config.database.migrate = False
+    setup_logging(config.logging.format, os.environ.get("CONTINUO_LOG_LEVEL") or config.logging.level)
+    setup_tracing()
     return create_app(config)

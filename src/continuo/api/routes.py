@@ -11,6 +11,7 @@ from starlette.routing import Route
 
 from continuo.api import long_context
 from continuo.api.conversations import ROUTES as CONVERSATION_ROUTES
+from continuo.api.observe import metrics_endpoint
 from continuo.api.params import json_body as _json_body
 from continuo.api.params import limit as _limit
 from continuo.api.params import order as _order
@@ -20,6 +21,7 @@ from continuo.core.builder import Event
 from continuo.core.limits import Limiter
 from continuo.core.service import ResponsesService
 from continuo.errors import APIError, InvalidRequest, NotFound
+from continuo.observability import note_request
 
 
 def _service(request: Request) -> ResponsesService:
@@ -49,9 +51,12 @@ async def _stream(request: Request, events: AsyncIterator[Event]) -> Response:
 
 async def create_response(request: Request) -> Response:
     body = await _json_body(request)
+    if isinstance(body, dict):
+        note_request(model=body.get("model"))
     project = _project(request)
     service = _service(request)
     answer = await service.create(body, project)
+    note_request(response_id=answer.response_id)
     if answer.events is not None:
         return await _stream(request, answer.events)
     return json_response(answer.body)
@@ -121,7 +126,7 @@ async def list_models(request: Request) -> Response:
 
 async def get_model(request: Request) -> Response:
     name = request.path_params["model"]
-    if name not in _service(request).model_names():
+    if not _service(request).serves(name):
         raise NotFound(f"The model '{name}' does not exist.", param="model", code="model_not_found")
     return json_response(_model(name))
 
@@ -145,4 +150,5 @@ ROUTES = [
     Route("/v1/models", list_models, methods=["GET"]),
     Route("/v1/models/{model:path}", get_model, methods=["GET"]),
     Route("/healthz", healthz, methods=["GET"]),
+    Route("/metrics", metrics_endpoint, methods=["GET"]),
 ]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from continuo.backends.base import Backend
 from continuo.config import Config, ProviderConfig
 from continuo.errors import InvalidRequest
+from continuo.observability import observe_backend
 
 
 @dataclass(slots=True)
@@ -37,10 +38,20 @@ class Router:
                 code="model_not_found",
             )
         backend, provider, upstream, window = route
-        return Route(backend, provider, upstream or model, window)
+        return Route(observe_backend(backend, provider.name, model), provider, upstream or model, window)
 
     def model_names(self) -> list[str]:
-        return [name for name in self.routes if name != "*"]
+        """The names to list: every configured one (not "*"), and the name of each
+        embedded (local) provider that is served only through "*"."""
+        names = [name for name in self.routes if name != "*"]
+        catch_all = self.routes.get("*")
+        if catch_all is not None and catch_all[1].type == "local" and catch_all[1].name not in names:
+            names.append(catch_all[1].name)
+        return names
+
+    def serves(self, model: str) -> bool:
+        """Whether a request for ``model`` would be routed (any name, with a "*")."""
+        return model in self.routes or "*" in self.routes
 
     async def aclose(self) -> None:
         for backend in self.backends.values():

@@ -36,6 +36,7 @@ class Answer:
 
     body: dict[str, Any] | None = None
     events: AsyncIterator[Event] | None = None
+    response_id: str | None = None
 
 
 class ResponsesService:
@@ -82,13 +83,13 @@ class ResponsesService:
                 body = self.driver.mcp.hold(body, secrets)
             queued = await self.background.enqueue(project, request, body)
             if request.stream:
-                return Answer(events=self._follow(project, queued["id"], -1))
-            return Answer(body=queued)
+                return Answer(events=self._follow(project, queued["id"], -1), response_id=queued["id"])
+            return Answer(body=queued, response_id=queued["id"])
         job = await self.prepare(project, request, secrets=secrets)
         upstream = await self.open(job)
         if not request.stream:
-            return Answer(body=await answer(self.driver, self.store, job, upstream))
-        return Answer(events=stream(self.driver, self.store, job, upstream, self.tasks))
+            return Answer(body=await answer(self.driver, self.store, job, upstream), response_id=job.response["id"])
+        return Answer(events=stream(self.driver, self.store, job, upstream, self.tasks), response_id=job.response["id"])
 
     async def prepare(
         self,
@@ -135,6 +136,9 @@ class ResponsesService:
 
     def model_names(self) -> list[str]:
         return self.driver.router.model_names()
+
+    def serves(self, model: str) -> bool:
+        return self.driver.router.serves(model)
 
     async def ping(self) -> bool:
         return await self.store.ping()

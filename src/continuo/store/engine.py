@@ -28,6 +28,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
+from continuo.observability import timed_store
 from continuo.store.ops.keys import ping
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -223,12 +224,14 @@ class Database:
                 asyncio.get_running_loop().run_in_executor(self.threads, self._sqlite_checkpoint)
         return result
 
+    @timed_store  # observability: store operation latency and spans
     async def _read(self, operation: Callable[..., T], *args: Any) -> T:
         if self.engine is None:
             return await self._sqlite(operation, args, write=False)
         async with self.engine.connect() as conn:
             return await conn.run_sync(operation, *args)
 
+    @timed_store  # observability: store operation latency and spans
     async def _write(self, operation: Callable[..., T], *args: Any) -> T:
         if self.engine is None:
             return await self._sqlite(operation, args, write=True)

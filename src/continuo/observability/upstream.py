@@ -1,0 +1,149 @@
+"""Upstream calls, watched: time to first token and total time, tokens, errors, and a
+span per call (with a child span per tool call the model makes). ``observe_backend``
+wraps a backend where core resolves it, so neither core's run loop nor the backends
+know about any of this."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from continuo.backends.base import (
+    Backend,
+    Delta,
+    DeltaStream,
+    ModelRequest,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallDelta,
+    UpstreamError,
+    Usage,
+)
+from continuo.observability import metrics, tracing
+from continuo.observability.context import RequestContext, current
+
+
+def error_kind(error: UpstreamError) -> str:
+    if error.status == 504:
+        return "timeout"
+    if 400 <= error.status < 500:
+        return "rejected"
+    return "failed"
+
+
+class ObservedBackend:
+    """``backend`` as called for the client model name ``model`` through ``provider``."""
+
+    def __init__(self, backend: Backend, provider: str, model: str) -> None:
+        self.backend = backend
+        self.provider = provider
+        self.model = metrics.model_label(model)
+
+    @property
+    def name(self) -> str:
+        return self.backend.name
+
+    async def open(self, request: ModelRequest) -> DeltaStream:
+        started = time.perf_counter()
+        span = tracing.start_span(
+            "upstream",
+            **{
+                "continuo.provider": self.provider,
+                "gen_ai.request.model": self.model,
+                "continuo.upstream_model": request.model,
+                "continuo.stream": request.stream,
+            },
+        )
+        call = _Call(self, started, span, current())
+        try:
+            with tracing.within(span):
+                stream = await self.backend.open(request)
+        except UpstreamError as exc:
+            call.finish(exc)
+            raise
+        except BaseException as exc:
+            call.finish(exc)
+            raise
+        return ObservedStream(stream, call)
+
+    async def aclose(self) -> None:
+        await self.backend.aclose()
+
+
+class _Call:
+    def __init__(self, backend: ObservedBackend, started: float, span: Any, request: RequestContext | None) -> None:
+        self.provider = backend.provider
+        self.model = backend.model
+        self.started = started
+        self.span = span
+        self.request = request
+        self.first_token = False
+        self.tools: dict[int, Any] = {}
+        self.done = False
+        self.usage: Usage | None = None
+
+    def delta(self, delta: Delta) -> None:
+        if not self.first_token and isinstance(delta, TextDelta | ReasoningDelta | ToolCallDelta):
+            self.first_token = True
+            elapsed = time.perf_counter() - self.started
+            metrics.UPSTREAM_FIRST_TOKEN_SECONDS.labels(self.provider, self.model).observe(elapsed)
+        if isinstance(delta, Usage):
+            self.usage = delta
+        elif isinstance(delta, ToolCallDelta) and delta.index not in self.tools and self.span is not None:
+            with tracing.within(self.span):
+                self.tools[delta.index] = tracing.start_span(
+                    f"tool_call {delta.name or ''}".strip(),
+                    **{"gen_ai.tool.name": delta.name, "gen_ai.tool.call.id": delta.call_id},
+                )
+
+    def finish(self, error: BaseException | None = None) -> None:
+        if self.done:
+            return
+        self.done = True
+        elapsed = time.perf_counter() - self.started
+        metrics.UPSTREAM_SECONDS.labels(self.provider, self.model).observe(elapsed)
+        if self.request is not None:
+            self.request.upstream_seconds += elapsed
+            self.request.upstream_calls += 1
+        if isinstance(error, UpstreamError):
+            metrics.UPSTREAM_ERRORS.labels(self.provider, error_kind(error)).inc()
+        usage = self.usage
+        if usage is not None:
+            metrics.TOKENS.labels(self.model, "input").inc(usage.input_tokens)
+            metrics.TOKENS.labels(self.model, "output").inc(usage.output_tokens)
+        for tool in self.tools.values():
+            tracing.end_span(tool)
+        tracing.end_span(
+            self.span,
+            error,
+            **{
+                "gen_ai.usage.input_tokens": usage.input_tokens if usage else None,
+                "gen_ai.usage.output_tokens": usage.output_tokens if usage else None,
+            },
+        )
+
+
+class ObservedStream:
+    def __init__(self, stream: DeltaStream, call: _Call) -> None:
+        self.stream = stream
+        self.call = call
+
+    def __aiter__(self) -> AsyncIterator[Delta]:
+        return self._deltas()
+
+    async def _deltas(self) -> AsyncIterator[Delta]:
+        call = self.call
+        try:
+            async for delta in self.stream:
+                call.delta(delta)
+                yield delta
+        except UpstreamError as exc:
+            call.finish(exc)
+            raise
+
+    async def aclose(self) -> None:
+        try:
+            await self.stream.aclose()
+        finally:
+            self.call.finish()
