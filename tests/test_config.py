@@ -44,7 +44,7 @@ MISTAKES = [
     (CHAT + 'bse_url = "x"\n', "providers[0].bse_url: unknown key (did you mean 'base_url'?)"),
     (
         "[limits]\nzebra = 1\n",
-        "limits.zebra: unknown key (known: requests_per_minute, concurrent_streams, max_input_items)",
+        "limits.zebra: unknown key (known: requests_per_minute, concurrent_streams, max_input_items, redis_url)",
     ),
     (
         '[[models]]\nname = "m"\nprovider = "up"\nupstream = "x"\n[[providers]]\nname = "up"\ntype = "local"\n',
@@ -234,6 +234,7 @@ def test_what_was_stored_while_open_is_moved_to_a_project(upstream, tmp_path):
     try:
         with openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0) as anyone:
             stored = anyone.responses.create(model="m", input="while open")
+            thread = anyone.conversations.create(items=[{"role": "user", "content": "kept while open"}])
         made = continuo("keys", "create", "--project", "team-a", "--config", str(path))
         key = made.stdout.strip()
         with openai.OpenAI(base_url=f"{server.url}/v1", api_key=key, max_retries=0) as team_a:
@@ -244,6 +245,7 @@ def test_what_was_stored_while_open_is_moved_to_a_project(upstream, tmp_path):
             moved = continuo("projects", "move", "--from", "", "--to", "team-a", "--config", str(path))
             assert (moved.returncode, moved.stdout) == (0, "moved 1 response(s) from project '' to 'team-a'\n")
             assert team_a.responses.retrieve(stored.id).output_text == "echo: while open"
+            assert [i.content[0].text for i in team_a.conversations.items.list(thread.id)] == ["kept while open"]
             chained = team_a.responses.create(model="m", input="again", previous_response_id=stored.id)
             assert chained.status == "completed"
         assert continuo("projects", "list", "--config", str(path)).stdout == "'team-a' 2\n"

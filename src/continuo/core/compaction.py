@@ -150,7 +150,7 @@ class Compactor:
                 raise upstream_failure(job.error)
             error = response.get("error") or {}
             message = f"Compaction failed: {error.get('message', 'the summary call failed')}"
-            if error.get("code") == "context_length_exceeded":
+            if job.failure is not None and job.failure.code == "context_length_exceeded":
                 raise InvalidRequest(message, param="input", code="context_length_exceeded")
             raise UpstreamFailure(message, code="compaction_failed")
         texts = [

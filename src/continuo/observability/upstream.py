@@ -44,6 +44,11 @@ class ObservedBackend:
     def name(self) -> str:
         return self.backend.name
 
+    def __getattr__(self, name: str) -> Any:
+        # The backend's optional capabilities (count_tokens, context_window, …) pass
+        # through unobserved: core finds them on the route's backend by name.
+        return getattr(self.backend, name)
+
     async def open(self, request: ModelRequest) -> DeltaStream:
         started = time.perf_counter()
         span = tracing.start_span(

@@ -3,19 +3,21 @@
 While no key exists the server is open and everything it stores belongs to the project
 "". Once keys exist, each caller sees only its key's project, so that data is reached by
 moving it: ``continuo projects move --from "" --to team-a``. Items and events hang off
-their response, so moving the response rows moves everything.
+their response, and a conversation's items off their conversation, so moving the response
+and conversation rows moves everything.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import Connection, func, select, update
 
-from continuo.store.schema import responses
+from continuo.store.schema import conversations, responses
 from continuo.store.sql import SQLStore
 
 
 def _move(conn: Connection, source: str, target: str) -> int:
     result = conn.execute(update(responses).where(responses.c.project == source).values(project=target))
+    conn.execute(update(conversations).where(conversations.c.project == source).values(project=target))
     return int(result.rowcount)
 
 
