@@ -185,3 +185,35 @@ def test_provider_key_and_rate_limit_errors_are_not_the_clients(fclient, upstrea
     assert error.value.status_code == expected
     body: Any = error.value.body
     assert body["code"] == code and "'chatfake'" in body["message"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_bug_inside_the_server_fails_the_response_cleanly(client, upstream, monkeypatch, mode):
+    """Not an upstream failure: any exception while the run goes on (here the event state
+    machine raising on the first delta) ends the stream with response.failed and stores
+    the response as failed; non-streamed, it is an OpenAI-shaped error, not a bare 500."""
+    from continuo.core.builder import ResponseBuilder
+
+    def broken(self: ResponseBuilder, delta: Any) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(ResponseBuilder, "feed", broken)
+    if mode == "json":
+        with pytest.raises(openai.InternalServerError) as raised:
+            client.responses.create(model="m", input="hi")
+        assert raised.value.body["message"].startswith("The response failed: RuntimeError")  # type: ignore[index]
+        return
+    if mode == "sse":
+        events = list(client.responses.create(model="m", input="hi", stream=True))
+        assert [e.type for e in events][:2] == ["response.created", "response.in_progress"]
+        assert events[-1].type == "response.failed"
+        assert "RuntimeError" in events[-1].response.error.message
+        response_id = events[-1].response.id
+    else:
+        response_id = client.responses.create(model="m", input="hi", background=True).id
+    from tests.support.waits import wait_until
+
+    stored = wait_until(
+        lambda: (r := client.responses.retrieve(response_id)).status != "queued" and r.status != "in_progress" and r
+    )
+    assert stored.status == "failed" and "RuntimeError" in stored.error.message
