@@ -149,6 +149,14 @@ class ProviderConfig:
     model_path: str | None = None
     n_threads: int = 1
     n_ctx: int = 4096
+    # type = "local": generations at once (llama.cpp slots, continuous batching); each
+    # gets the whole n_ctx (the KV cache holds parallel * n_ctx tokens).
+    parallel: int = 4
+    # type = "local": the output cap when a request sends no max_output_tokens (0: none).
+    default_max_output_tokens: int = 512
+    # type = "local": llama.cpp sampling settings (its own names) added to a request that
+    # sets no penalty of its own; None: the built-in anti-loop defaults, {}: none.
+    sampling_defaults: dict[str, Any] | None = None
     # Settings of a provider type that this file does not know are kept here.
     options: dict[str, Any] = field(default_factory=dict)
 
