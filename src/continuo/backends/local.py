@@ -59,14 +59,16 @@ from continuo.config import ConfigError, ProviderConfig
 __all__ = ["DEFAULT_SAMPLING", "LocalBackend", "build_grammar", "build_payload", "default_model_path", "parse_call"]
 
 # Added (llama.cpp names) to a request that sets no penalty of its own: DRY stops the
-# verbatim loops a 135M model falls into; a mild repetition penalty over the last 64 tokens
-# stops the single-token ones. Both leave JSON and tool-call grammars free to repeat the
-# punctuation they need (DRY's sequence breakers include '"' and ':').
+# verbatim loops a 135M model falls into (lines repeated forever: "* Lion\n* Lion\n..."),
+# a mild repetition penalty over the last 64 tokens the single-token ones. DRY's sequence
+# breakers are only '"' and ':' (llama.cpp's default adds "\n" and "*", which lets a list
+# repeat one line forever); they keep JSON and tool-call grammars free to repeat keys.
 DEFAULT_SAMPLING: dict[str, Any] = {
     "dry_multiplier": 0.8,
     "dry_base": 1.75,
     "dry_allowed_length": 2,
     "dry_penalty_last_n": 512,
+    "dry_sequence_breakers": ['"', ":"],
     "repeat_penalty": 1.05,
     "repeat_last_n": 64,
 }
