@@ -93,8 +93,35 @@ def _serve(args: argparse.Namespace) -> int:
     if args.log_level:
         os.environ["CONTINUO_LOG_LEVEL"] = args.log_level
     os.environ[WORKER_ENV] = "1"
-    uvicorn.run("continuo.api.app:worker_app", factory=True, workers=workers, **options)
+    models = _load_shared_models(config)  # held here while the workers run
+    try:
+        uvicorn.run("continuo.api.app:worker_app", factory=True, workers=workers, **options)
+    finally:
+        del models
     return 0
+
+
+def _load_shared_models(config: Any) -> list[Any]:
+    """Load each embedded model once, in the supervisor, for every worker to share: the
+    workers (spawned, not forked) find the loopback address and key in the environment."""
+    local = [p for p in config.providers if p.type == "local"]
+    if not local:
+        return []
+    from continuo.backends.base import UpstreamError
+    from continuo.backends.local import LocalBackend
+    from continuo.backends.local_shared import announce
+
+    backends = [LocalBackend(provider) for provider in local]
+    servers = {}
+    for backend in backends:
+        try:
+            address, key = backend.server_address()
+        except UpstreamError as exc:  # e.g. xllamacpp missing: each worker reports it as before
+            logging.getLogger("continuo").warning("not sharing local provider %s: %s", backend.name, exc)
+            continue
+        servers[backend.name] = {"address": address, "key": key, "model_path": str(backend.model_path)}
+    announce(servers)
+    return backends
 
 
 async def _run_migrations(url: str) -> None:

@@ -24,7 +24,15 @@ PROVIDER_TYPES = ("chat_completions", "responses", "local")
 # Set in the worker processes of ``continuo serve --workers N``.
 WORKER_ENV = "CONTINUO_WORKER"
 # Settings that only the embedded model reads, and those that only HTTP providers read.
-LOCAL_ONLY = ("model_path", "n_threads", "n_ctx", "cache_ram_mib")
+LOCAL_ONLY = (
+    "model_path",
+    "n_threads",
+    "n_ctx",
+    "cache_ram_mib",
+    "parallel",
+    "default_max_output_tokens",
+    "sampling_defaults",
+)
 HTTP_ONLY = ("base_url", "api_key_env", "headers", "connect_timeout", "max_retries", "fetch_remote_content")
 
 __all__ = ["ConfigError", "load_config", "parse_config"]
@@ -216,6 +224,14 @@ class ProviderConfig(_Section):
     cache_ram_mib: Count | None = None
     # The largest non-streamed body, and the longest stream line, taken from the upstream.
     max_response_bytes: Annotated[int, Field(ge=1)] = 16 * 1024 * 1024
+    # type = "local": generations at once (llama.cpp slots, continuous batching); each
+    # gets the whole n_ctx (the KV cache holds parallel * n_ctx tokens).
+    parallel: Annotated[int, Field(ge=1)] = 4
+    # type = "local": the output cap when a request sends no max_output_tokens (0: none).
+    default_max_output_tokens: Count = 512
+    # type = "local": llama.cpp sampling settings (its own names) added to a request that
+    # sets no penalty of its own; None: the built-in anti-loop defaults, {}: none.
+    sampling_defaults: dict[str, Any] | None = None
 
     @model_validator(mode="before")
     @classmethod

