@@ -15,7 +15,7 @@ import openai
 import pytest
 
 from continuo.backends.base import Finish, ModelRequest, TextDelta, Usage
-from continuo.config import ConfigError, ProviderConfig
+from continuo.config import ConfigError, ProviderConfig, parse_config
 from tests.support.process import ServerProcess
 from tests.support.requires import require, unavailable
 from tests.support.waits import wait_until
@@ -117,7 +117,7 @@ def test_four_streams_at_once(backend) -> None:
 
 def test_parallel_must_be_positive() -> None:
     with pytest.raises(ConfigError, match="parallel"):
-        LocalBackend(ProviderConfig(name="x", type="local", parallel=0))
+        parse_config({"providers": [{"name": "x", "type": "local", "parallel": 0}]})
 
 
 # -- defaults -------------------------------------------------------------------------------
