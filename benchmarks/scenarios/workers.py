@@ -109,6 +109,20 @@ async def lock_hold(bench: Bench, response: dict[str, Any], items: list[dict[str
     return samples
 
 
+def writer_model(cpu_ms_per_req: float | None, lock_hold_ms: float | None) -> dict[str, float | None]:
+    """Stored requests/s one core gives (from the CPU per request), the single SQLite
+    writer's cap (one write lock held ``lock_hold_ms`` per stored response) and the cores
+    at which the cap is reached."""
+    per_core = 1000 / cpu_ms_per_req if cpu_ms_per_req else None
+    writer_cap = 1000 / lock_hold_ms if lock_hold_ms else None
+    cores = writer_cap / per_core if per_core and writer_cap else None
+    return {
+        "per_core_req_s": round(per_core, 1) if per_core else None,
+        "writer_cap_req_s": round(writer_cap, 1) if writer_cap else None,
+        "cores_to_cap": round(cores, 1) if cores else None,
+    }
+
+
 async def run(bench: Bench, client: Any) -> None:
     plan = bench.plan
     one = await _point(bench, client, 1)
@@ -118,10 +132,7 @@ async def run(bench: Bench, client: Any) -> None:
     samples = await lock_hold(bench, response, items)
     hold_p50 = loadgen.percentile(samples, 50) * 1000
     hold_mean = sum(samples) / len(samples) * 1000
-    cpu = one["server_cpu_ms_per_req"]
-    per_core = 1000 / cpu if cpu else None
-    writer_cap = 1000 / hold_mean if hold_mean else None
-    cores = writer_cap / per_core if per_core and writer_cap else None
+    model = writer_model(one["server_cpu_ms_per_req"], hold_mean)
     out = {
         "concurrency": plan.workers_concurrency,
         "one_worker": one,
@@ -134,11 +145,7 @@ async def run(bench: Bench, client: Any) -> None:
             "p99_ms": round(loadgen.percentile(samples, 99) * 1000, 4),
             "mean_ms": round(hold_mean, 4),
         },
-        "model": {
-            "per_core_req_s": round(per_core, 1) if per_core else None,
-            "writer_cap_req_s": round(writer_cap, 1) if writer_cap else None,
-            "cores_to_cap": round(cores, 1) if cores else None,
-        },
+        "model": model,
     }
     log(
         f"workers: 1 worker {one['per_s']}/s, 2 workers {two['per_s']}/s ({out['scaling']}x), "
