@@ -89,12 +89,12 @@ def workers_lines(w: dict[str, Any]) -> list[str]:
         f"{two['errors']} | any (not pinned) |",
         "",
         f"Scaling 2 workers / 1 worker: {num(w['scaling'])}x; errors: {w['errors']}. With 2 workers Continuo is not "
-        "pinned and shares the cores with the load generator and the fake upstream, so the 2-worker figure is a "
-        "lower bound of what two cores of its own would give.",
+        "pinned: it shares both cores with the load generator and the fake upstream (1 worker has core 0 to "
+        "itself), so two cores of its own would likely give more.",
         "",
         f"SQLite's write lock is held {num(lock['mean_ms'], 3)} ms per stored response on average (p50 "
         f"{num(lock['p50_ms'], 3)}, p99 {num(lock['p99_ms'], 3)}; BEGIN IMMEDIATE .. COMMIT around the store's save, "
-        f"{lock['samples']:,} uncontended saves in-process).",
+        f"{lock['samples']:,} uncontended saves in-process; the model below uses the mean).",
     ]
     if model.get("cores_to_cap"):
         lines.append(
