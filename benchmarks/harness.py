@@ -50,6 +50,7 @@ class Bench:
         self.results: dict[str, Any] = {}
         # The deepest chain built so far: (turns, id of its last response).
         self.chain_tip: tuple[int, str] | None = None
+        self.extras: list[Child] = []  # other children a scenario started (stopped by ``stop``)
 
     # ------------------------------------------------------------------ processes
 
@@ -82,18 +83,7 @@ class Bench:
             self.cores["upstream"],
         ).start()
         config = self.workdir / "continuo.toml"
-        config.write_text(
-            "[database]\n"
-            f'url = "sqlite:///{self.db_path}"\n\n'
-            "[[providers]]\n"
-            'name = "bench"\n'
-            'type = "chat_completions"\n'
-            f'base_url = "{self.upstream_url}/v1"\n'
-            "max_retries = 0\n\n"
-            "[[models]]\n"
-            'name = "*"\n'
-            'provider = "bench"\n'
-        )
+        config.write_text(self.continuo_config(self.db_path, self.upstream_url))
         self.continuo = Child(
             "continuo",
             [
@@ -129,8 +119,62 @@ class Bench:
             )
         )
 
+    @staticmethod
+    def continuo_config(db_path: Path, upstream_url: str, extra: str = "") -> str:
+        """The benchmark's Continuo config: one SQLite file, one upstream for every model."""
+        return (
+            extra + "[database]\n"
+            f'url = "sqlite:///{db_path}"\n\n'
+            "[[providers]]\n"
+            'name = "bench"\n'
+            'type = "chat_completions"\n'
+            f'base_url = "{upstream_url}/v1"\n'
+            "max_retries = 0\n\n"
+            "[[models]]\n"
+            'name = "*"\n'
+            'provider = "bench"\n'
+        )
+
+    def extra_continuo(
+        self, name: str, config: str, core: int | str | None = "continuo", args: tuple[str, ...] = ()
+    ) -> tuple[Child, str]:
+        """Another Continuo (for the workers and MCP scenarios) with a config of its own in
+        the workdir, pinned like the main one unless ``core`` says otherwise (None: any);
+        stopped by ``stop``. Returns the child and its base URL."""
+        path = self.workdir / f"{name}.toml"
+        path.write_text(config)
+        port = free_port()
+        child = Child(
+            name,
+            [
+                python(),
+                "-m",
+                "continuo",
+                "serve",
+                "--config",
+                str(path),
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+                *args,
+            ],
+            self.workdir / f"{name}.log",
+            self.cores["continuo"] if core == "continuo" else (core if isinstance(core, int) else None),
+            env={"PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")},
+        ).start()
+        self.extras.append(child)
+        url = f"http://127.0.0.1:{port}"
+        child.wait_healthy(f"{url}/healthz")
+        return child, url
+
+    def stop_extra(self, child: Child) -> None:
+        child.stop(grace=10.0)
+        if child in self.extras:
+            self.extras.remove(child)
+
     def stop(self) -> None:
-        for child in (self.continuo, self.upstream):
+        for child in (*self.extras, self.continuo, self.upstream):
             if child is not None:
                 try:
                     child.stop(grace=10.0)

@@ -33,6 +33,14 @@ class Plan:
     paging_depth: int = 5000  # turns in the chain another client pages
     paging_n: int = 2000  # short requests at c=1, alone and while paging
     paging_limit: int = 100  # input_items page size
+    conversation_sizes: tuple[int, ...] = (1, 100, 10000)  # items in the conversation
+    conversation_n: int = 200  # measured creates per size (and as many chained ones)
+    ws_turns: int = 20  # turns of one tool loop
+    ws_loops: int = 15  # measured loops per case
+    mcp_n: int = 200  # measured requests per MCP timing
+    workers_n: int = 10000  # stored non-streamed requests at c=64, per worker count
+    workers_concurrency: int = 64
+    lock_samples: int = 2000  # timed saves for the SQLite write lock's hold time
 
 
 QUICK = Plan(
@@ -46,6 +54,12 @@ QUICK = Plan(
     memory_streams=200,
     paging_depth=300,
     paging_n=200,
+    conversation_sizes=(1, 100, 1000),
+    conversation_n=30,
+    ws_loops=3,
+    mcp_n=30,
+    workers_n=1000,
+    lock_samples=200,
 )
 
 

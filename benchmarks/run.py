@@ -33,9 +33,20 @@ from benchmarks import loadgen, report
 from benchmarks.harness import Bench
 from benchmarks.plan import QUICK, RESULTS, ROOT, Plan, log
 from benchmarks.procs import machine, memory_kib
-from benchmarks.scenarios import chains, memory, non_streamed, paging, profile, streamed
+from benchmarks.scenarios import (
+    chains,
+    conversations,
+    mcp,
+    memory,
+    non_streamed,
+    paging,
+    profile,
+    streamed,
+    websocket,
+    workers,
+)
 
-SCENARIOS = ["chains", "non_streamed", "streamed", "memory", "paging"]
+SCENARIOS = ["chains", "non_streamed", "streamed", "memory", "paging", "conversations", "websocket", "mcp", "workers"]
 
 
 async def run_all(bench: Bench, *, profile_dir: Path | None, skip: set[str]) -> dict[str, Any]:
@@ -54,6 +65,17 @@ async def run_all(bench: Bench, *, profile_dir: Path | None, skip: set[str]) -> 
     if "paging" not in skip:
         async with loadgen.session(limit=100) as client:
             await paging.run(bench, client)
+    # Added later (issues 12, 14, 15, 18): after the others, so that their figures are
+    # taken as before these existed.
+    async with loadgen.session(limit=100) as client:
+        if "conversations" not in skip:
+            await conversations.run(bench, client)
+        if "websocket" not in skip:
+            await websocket.run(bench, client)
+        if "mcp" not in skip:
+            await mcp.run(bench, client)
+        if "workers" not in skip:
+            await workers.run(bench, client)
     if profile_dir is not None:
         async with loadgen.session(limit=100) as client:
             await profile.run(bench, client, profile_dir)

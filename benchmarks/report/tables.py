@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from benchmarks.report.added import added_lines
 from benchmarks.report.fmt import ADDED_P50_TARGET_MS, CPU_TARGET_MS, machine_line, metric_row, mib, num
 from benchmarks.report.profile import profile_lines
 
@@ -225,6 +226,7 @@ def markdown(doc: dict[str, Any]) -> str:
             "minus the empty database's size; a turn = a short user input and a 32-token answer.",
             "",
         ]
+    lines += added_lines(doc)
     tg = doc.get("targets")
     if tg and "cpu_ms_per_stored_response" in tg:
         cpu, added = tg["cpu_ms_per_stored_response"], tg["added_p50_ms_c1"]
