@@ -12,6 +12,8 @@ from continuo.api.app import create_app
 from tests.support import wire
 from tests.support.configs import make_config
 from tests.support.fake_chat import FakeChatUpstream
+from tests.support.fake_responses import FakeResponsesUpstream
+from tests.support.process import ServerProcess
 from tests.support.servers import ServerThread
 
 # Servers run in threads of this process: without a short GIL switch interval every hop
@@ -82,3 +84,22 @@ def pg_url() -> Iterator[str]:
     url = create_database()
     yield url
     drop_database(url)
+
+
+@pytest.fixture(scope="module")
+def rfake() -> Iterator[FakeResponsesUpstream]:
+    """A stateless Responses upstream (scripted), for a module's tests."""
+    fake = FakeResponsesUpstream()
+    server = ServerThread(fake.app).start()
+    fake.url = server.url  # type: ignore[attr-defined]
+    yield fake
+    server.stop()
+
+
+@pytest.fixture
+def processes() -> Iterator[list[ServerProcess]]:
+    """Servers a test starts as processes, stopped when it ends."""
+    started: list[ServerProcess] = []
+    yield started
+    for process in started:
+        process.stop()

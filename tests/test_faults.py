@@ -32,15 +32,6 @@ MODES = ["json", "sse", "background"]
 
 
 @pytest.fixture(scope="module")
-def rfake() -> Iterator[FakeResponsesUpstream]:
-    fake = FakeResponsesUpstream()
-    server = ServerThread(fake.app).start()
-    fake.url = server.url
-    yield fake
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def fault_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("faults") / "c.db"
 

@@ -14,19 +14,10 @@ from continuo.api.app import create_app
 from continuo.config import parse_config
 from continuo.core.compaction import INSTRUCTIONS, SUMMARY_HEADER
 from tests.support.fake_chat import Reply as ChatReply
-from tests.support.fake_responses import FakeResponsesUpstream, Reply
+from tests.support.fake_responses import Reply
 from tests.support.servers import ServerThread
 
 agents = pytest.importorskip("agents", reason="openai-agents is not installed")
-
-
-@pytest.fixture(scope="module")
-def rfake() -> Iterator[FakeResponsesUpstream]:
-    fake = FakeResponsesUpstream()
-    server = ServerThread(fake.app).start()
-    fake.url = server.url
-    yield fake
-    server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ ends in a terminal state, persisted events still replay, nothing else stored is 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import openai
@@ -27,14 +26,6 @@ def config(tmp_path, upstream) -> Path:
         upstream_url=upstream.url,
         extra="[background]\nmax_concurrent = 1\nlease_seconds = 1\npoll_seconds = 0.2",
     )
-
-
-@pytest.fixture
-def processes() -> Iterator[list[ServerProcess]]:
-    started: list[ServerProcess] = []
-    yield started
-    for process in started:
-        process.stop()
 
 
 def client_for(server: ServerProcess) -> openai.OpenAI:

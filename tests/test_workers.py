@@ -9,7 +9,6 @@ import os
 import signal
 import socket
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -20,14 +19,6 @@ from tests.support.configs import write_config
 from tests.support.fake_chat import Reply
 from tests.support.process import ServerProcess
 from tests.support.waits import wait_until
-
-
-@pytest.fixture
-def processes() -> Iterator[list[ServerProcess]]:
-    started: list[ServerProcess] = []
-    yield started
-    for process in started:
-        process.stop()
 
 
 def sdk(server: ServerProcess) -> openai.OpenAI:
