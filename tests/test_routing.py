@@ -126,6 +126,10 @@ def test_unrouted_name_without_catch_all_is_400(strict, upstream, rupstream):
             client.responses.create(model="nowhere", input="x")
         with pytest.raises(openai.NotFoundError):
             client.models.retrieve("nowhere")
+        # A background response is refused at create, not queued to fail later.
+        with pytest.raises(openai.BadRequestError) as queued:
+            client.responses.create(model="nowhere", input="x", background=True)
+        assert queued.value.body["code"] == "model_not_found"  # type: ignore[index]
     assert error.value.status_code == 400
     body = error.value.body
     assert body["type"] == "invalid_request_error"

@@ -63,8 +63,7 @@ class LongContextService:
         return parse_create_request(body, self.max_input_items)
 
     async def _job(self, project: str, request: CreateRequest) -> Job:
-        route_check = self.driver.router.resolve(request.model)  # an unknown model is a 400 first
-        del route_check
+        self.driver.router.check(request.model)  # an unknown model is a 400 first
         items = await build_context(self.store, project, request)
         builder = ResponseBuilder(new_response(request, new_id("resp"), int(time.time())), emit=False)
         return self.driver.job(project, request, items, builder)

@@ -29,7 +29,7 @@ class Router:
             for m in config.models
         }
 
-    def resolve(self, model: str) -> Route:
+    def _entry(self, model: str) -> tuple[Backend, ProviderConfig, str | None, int | None]:
         route = self.routes.get(model) or self.routes.get("*")
         if route is None:
             raise InvalidRequest(
@@ -37,7 +37,14 @@ class Router:
                 param="model",
                 code="model_not_found",
             )
-        backend, provider, upstream, window = route
+        return route
+
+    def check(self, model: str) -> None:
+        """The 400 an unknown model gets, without building a route (nothing to call yet)."""
+        self._entry(model)
+
+    def resolve(self, model: str) -> Route:
+        backend, provider, upstream, window = self._entry(model)
         return Route(observe_backend(backend, provider.name, model), provider, upstream or model, window)
 
     def model_names(self) -> list[str]:

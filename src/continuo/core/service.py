@@ -63,7 +63,7 @@ class ResponsesService:
         followed from its start). Errors up to the first event are plain HTTP errors;
         after that a run reports failures in the Response itself."""
         request = parse_create_request(body, self.max_input_items)
-        self.driver.router.resolve(request.model)  # an unknown model is a 400 before anything else
+        self.driver.router.check(request.model)  # an unknown model is a 400 before anything else
         # MCP secrets are used for the calls and never stored nor echoed.
         secrets = redact_tools(request.tools)
         if self.driver.mcp is not None and any(tool.get("type") == "mcp" for tool in request.tools):

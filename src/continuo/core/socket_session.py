@@ -228,7 +228,7 @@ class SocketSession:
         job: Job | None = None
         try:
             request, generate = _create_request(body, self.service.max_input_items)
-            self.service.driver.router.resolve(request.model)
+            self.service.driver.router.check(request.model)
             history: list[dict[str, Any]] | None = None
             base = 0
             if request.previous_response_id is not None:
