@@ -7,7 +7,6 @@ with one ``ping`` tool, one process on the load generator's core)."""
 from __future__ import annotations
 
 import os
-import time
 from typing import Any
 
 import orjson
@@ -27,19 +26,6 @@ def _stats(samples: list[float], errors: int = 0) -> dict[str, Any]:
         "p50_ms": round(loadgen.percentile(samples, 50) * 1000, 3),
         "p99_ms": round(loadgen.percentile(samples, 99) * 1000, 3),
     }
-
-
-async def _direct(url: str, n: int) -> list[float]:
-    """The MCP server's own time as Continuo needs it: open a session, call, close."""
-    from mcp import Client
-
-    out = []
-    for _ in range(n):
-        start = time.perf_counter()
-        async with Client(url, cache=None) as client:
-            await client.call_tool("ping", {})
-        out.append(time.perf_counter() - start)
-    return out
 
 
 async def _batch(client: Any, url: str, body: dict[str, Any], n: int, check: bytes) -> dict[str, Any]:
@@ -93,6 +79,9 @@ async def run(bench: Bench, client: Any) -> None:
             plain = await _batch(client, url, plain_body, n, b'"completed"')
             await _batch(client, f"{upstream}/v1/chat/completions", chat, warm, b'"chat.completion"')
             model = await _batch(client, f"{upstream}/v1/chat/completions", chat, n, b'"chat.completion"')
+            # The MCP server's own time as Continuo needs it: open a session, call, close.
+            from benchmarks.mcp_round_trip import _direct
+
             await _direct(mcp_url, warm)
             direct = _stats(await _direct(mcp_url, n))
         finally:
