@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 import orjson
@@ -9,6 +10,7 @@ from sqlalchemy import Connection, bindparam, delete, literal, select, tuple_
 from sqlalchemy import insert as sql_insert
 
 from continuo.store.base import ItemPage, StoredEvent
+from continuo.store.engine import sqlite_form
 from continuo.store.ops import conversations
 from continuo.store.schema import INPUT, OUTPUT, items, now_us, responses
 from continuo.store.schema import events as events_table
@@ -103,6 +105,43 @@ def save(conn: Connection, project: str, response: dict[str, Any], input_items: 
         conn.execute(INSERT_ITEMS, rows)
     input_refs = [(i, item.get("id", "")) for i, item in enumerate(input_items)]
     conversations.append_response(conn, project, response, input_refs, response["output"])
+
+
+_SQLITE_INSERT_RESPONSE = (
+    "INSERT INTO responses (id, project, previous_response_id, status, background, created_at_us,"
+    " updated_at_us, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_SQLITE_INSERT_ITEMS = "INSERT INTO items (response_id, kind, position, item_id, body) VALUES (?, ?, ?, ?, ?)"
+
+
+def _outside_conversations(_project: str, response: dict[str, Any], _input_items: list[dict[str, Any]]) -> bool:
+    return conversations.conversation_of(response) is None
+
+
+@sqlite_form(save, applies=_outside_conversations)
+def save_sqlite(
+    raw: sqlite3.Connection, project: str, response: dict[str, Any], input_items: list[dict[str, Any]]
+) -> None:
+    """``save`` of a response outside any conversation (the common case) on SQLite's own
+    driver: the same rows as ``response_row`` and ``item_rows`` give (a test compares)."""
+    rid = response["id"]
+    raw.execute(
+        _SQLITE_INSERT_RESPONSE,
+        (
+            rid,
+            project,
+            response.get("previous_response_id"),
+            response["status"],
+            bool(response.get("background")),
+            response["created_at"] * 1_000_000,
+            now_us(),
+            body_json(response),
+        ),
+    )
+    rows = [(rid, INPUT, i, item.get("id", ""), dumps(item)) for i, item in enumerate(input_items)]
+    rows += [(rid, OUTPUT, i, item.get("id", ""), dumps(item)) for i, item in enumerate(response["output"])]
+    if rows:
+        raw.executemany(_SQLITE_INSERT_ITEMS, rows)
 
 
 def get(conn: Connection, project: str, response_id: str) -> dict[str, Any] | None:
