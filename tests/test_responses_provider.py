@@ -506,7 +506,7 @@ def test_sse_parsing_joins_data_lines_and_skips_comments():
     parser = SSEParser()
     # Fed a byte at a time, as a slow upstream might send it: the same events.
     events = [event for i in range(len(stream)) for event in parser.feed(stream[i : i + 1])]
-    assert events + parser.close() == [("a", '{\n"x": 1}'), (None, "[DONE]")]
+    assert events + parser.close() == [("a", b'{\n"x": 1}'), (None, b"[DONE]")]
 
 
 def test_sse_parser_refuses_a_line_over_the_limit():

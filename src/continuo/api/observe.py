@@ -89,9 +89,6 @@ class ObserveMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
-        # The body of a stream goes out through ``send`` itself, past the wrappers below
-        # this one, which only look at the start of an answer (api/responses.py).
-        scope["continuo.body_send"] = send
         try:
             await self.app(scope, receive, send_observed)
         finally:

@@ -17,9 +17,17 @@ def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | Non
     return Response(orjson.dumps(body), status_code=status, headers=headers, media_type="application/json")
 
 
+_HEADS: dict[str, bytes] = {}
+
+
 def sse_frame(kind: str, data: bytes) -> bytes:
     """One event as SSE: LF line ends, a blank line after it."""
-    return b"event: " + kind.encode() + b"\ndata: " + data + b"\n\n"
+    head = _HEADS.get(kind)
+    if head is None:
+        head = b"event: " + kind.encode() + b"\ndata: "
+        if len(_HEADS) < 256:  # event types are few; a bound all the same
+            _HEADS[kind] = head
+    return head + data + b"\n\n"
 
 
 _SSE_HEADERS = [
@@ -60,8 +68,7 @@ class SSEResponse(Response):
         events = self.events
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            # Once started, the middlewares' own send wrappers have nothing left to see.
-            body_send = scope.get("continuo.body_send", send)
+            body_send = scope.get("continuo.body_send", send)  # api/app.py
             async for kind, data in events:
                 await body_send({"type": "http.response.body", "body": sse_frame(kind, data), "more_body": True})
             await body_send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from continuo.backends import chat_format as cf
-from continuo.backends.base import Delta, DeltaStream, Finish, ModelRequest, ToolCallDelta, UpstreamError
+from continuo.backends.base import Delta, DeltaStream, Finish, ModelRequest, TextDelta, ToolCallDelta, UpstreamError
 from continuo.backends.http import DeltaList, HTTPProvider, SSEStream, error_in_body
 from continuo.backends.required import enforce
 from continuo.backends.tokenize_route import TokenizeRoute, server_root
@@ -20,6 +20,9 @@ class _ChunkStream(SSEStream):
         self.named: set[int] = set()
 
     def deltas(self, name: str | None, chunk: dict[str, Any]) -> list[Delta]:
+        text = cf.plain_text(chunk)
+        if text is not None:
+            return [TextDelta(text)] if text else []
         if (error := error_in_body(self.provider, chunk)) is not None:
             raise error
         try:
