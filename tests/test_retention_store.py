@@ -109,7 +109,7 @@ async def test_batches_stay_small_and_only_expired_responses_go(store):
         await store.save_response("p", response(f"resp_{i:03}", outputs=2), [user(f"msg_in_{i}")])
     await store.save_response("other", response("resp_other"), [])
     old = [f"resp_{i:03}" for i in range(30)]
-    await age(store, responses, old + ["resp_other"], 2 * DAY_US)
+    await age(store, responses, [*old, "resp_other"], 2 * DAY_US)
     before = now_us() - DAY_US
     assert await store.take_lease(*lease("a"))
     batches = []
@@ -124,9 +124,7 @@ async def test_batches_stay_small_and_only_expired_responses_go(store):
 
 
 async def test_a_response_larger_than_a_batch_loses_its_events_first(store):
-    await store.create_background(
-        "p", response("resp_big", status="queued", outputs=0), [user("msg_big")], {}, []
-    )
+    await store.create_background("p", response("resp_big", status="queued", outputs=0), [user("msg_big")], {}, [])
     await store.append_events("resp_big", [StoredEvent(i, "response.output_text.delta", b"{}") for i in range(95)])
     finished = response("resp_big", status="completed")
     assert await store.finish_run("resp_big", finished, [], from_statuses=("queued",))

@@ -66,7 +66,7 @@ class ServerConfig(_Section):
     # transactions of at most retention_batch rows.
     retain_days: RetainDays | None = None
     retention_interval: Annotated[float, Field(gt=0, le=86_400)] = 60.0
-    retention_batch: Annotated[int, Field(ge=1, le=100_000)] = 200
+    retention_batch: Annotated[int, Field(ge=1, le=100_000)] = 100
 
 
 def database_url_problem(url: str) -> str | None:

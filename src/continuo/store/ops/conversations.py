@@ -325,26 +325,30 @@ def stored_input_refs(conn: Connection, response_id: str) -> list[tuple[int, str
     return [(int(position), item_id) for position, item_id in conn.execute(INPUT_REFS, {"response_id": response_id})]
 
 
+_COPY = (
+    select(items.c.body)
+    .where(
+        items.c.response_id == conversation_items.c.response_id,
+        items.c.kind == conversation_items.c.kind,
+        items.c.position == conversation_items.c.item_position,
+    )
+    .scalar_subquery()
+)
+DETACH = (
+    update(conversation_items)
+    .where(conversation_items.c.response_id.in_(bindparam("ids", expanding=True)))
+    .values(body=_COPY, response_id=None, kind=None, item_position=None)
+)
+RELEASE_ALL = (
+    update(conversations)
+    .where(conversations.c.active_response_id.in_(bindparam("ids", expanding=True)))
+    .values(active_response_id=None, active_until_us=None)
+)
+
+
 def detach_responses(conn: Connection, response_ids: list[str]) -> None:
     """Before responses' items are deleted: the conversation rows that point at them take
     a copy, so the conversations keep their items; a conversation lock one of them still
     holds is released."""
-    stored = (
-        select(items.c.body)
-        .where(
-            items.c.response_id == conversation_items.c.response_id,
-            items.c.kind == conversation_items.c.kind,
-            items.c.position == conversation_items.c.item_position,
-        )
-        .scalar_subquery()
-    )
-    conn.execute(
-        update(conversation_items)
-        .where(conversation_items.c.response_id.in_(response_ids))
-        .values(body=stored, response_id=None, kind=None, item_position=None)
-    )
-    conn.execute(
-        update(conversations)
-        .where(conversations.c.active_response_id.in_(response_ids))
-        .values(active_response_id=None, active_until_us=None)
-    )
+    conn.execute(DETACH, {"ids": response_ids})
+    conn.execute(RELEASE_ALL, {"ids": response_ids})

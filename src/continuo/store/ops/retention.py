@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, exists, func, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, exists, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -31,9 +31,7 @@ DELETING_HOLD_US = 10 * 60 * 1_000_000
 def take_lease(conn: Connection, name: str, owner: str, until_us: int) -> bool:
     """Hold the lease ``name`` until ``until_us`` when it is free, expired, or ours."""
     insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    conn.execute(
-        insert(leases).values(name=name, owner="", until_us=0).on_conflict_do_nothing(index_elements=["name"])
-    )
+    conn.execute(insert(leases).values(name=name, owner="", until_us=0).on_conflict_do_nothing(index_elements=["name"]))
     taken = conn.execute(
         update(leases)
         .where(leases.c.name == name, or_(leases.c.owner == owner, leases.c.until_us < now_us()))
@@ -46,12 +44,16 @@ def release_lease(conn: Connection, name: str, owner: str) -> None:
     conn.execute(update(leases).where(leases.c.name == name, leases.c.owner == owner).values(until_us=0))
 
 
+# By owner alone: a lease that ran out but that nobody took is still ours.
+RENEW = (
+    update(leases)
+    .where(leases.c.name == bindparam("lease"), leases.c.owner == bindparam("holder"))
+    .values(until_us=bindparam("until"))
+)
+
+
 def _renew(conn: Connection, name: str, owner: str, until_us: int) -> bool:
-    # By owner alone: a lease that ran out but that nobody took is still ours.
-    renewed = conn.execute(
-        update(leases).where(leases.c.name == name, leases.c.owner == owner).values(until_us=until_us)
-    )
-    return bool(renewed.rowcount)
+    return bool(conn.execute(RENEW, {"lease": name, "holder": owner, "until": until_us}).rowcount)
 
 
 # -- what there is to sweep ---------------------------------------------------------------
@@ -75,11 +77,19 @@ def projects(conn: Connection) -> list[str]:
     return sorted(found)
 
 
-def _sizes(conn: Connection, ids: list[str], children: list[Any]) -> dict[str, int]:
-    """Rows each of ``ids`` stands for: itself and its rows in ``children`` (columns)."""
+def _counts(column: Any) -> Any:
+    return select(column, func.count()).where(column.in_(bindparam("ids", expanding=True))).group_by(column)
+
+
+RESPONSE_ROWS = [_counts(c) for c in (items.c.response_id, events.c.response_id, conversation_items.c.response_id)]
+CONVERSATION_ROWS = [_counts(conversation_items.c.conversation_id)]
+
+
+def _sizes(conn: Connection, ids: list[str], counts: list[Any]) -> dict[str, int]:
+    """Rows each of ``ids`` stands for: itself and its rows that ``counts`` count."""
     sizes = dict.fromkeys(ids, 1)
-    for column in children:
-        for key, count in conn.execute(select(column, func.count()).where(column.in_(ids)).group_by(column)):
+    for statement in counts:
+        for key, count in conn.execute(statement, {"ids": ids}):
             sizes[key] += int(count)
     return sizes
 
@@ -98,6 +108,26 @@ def _fitting(ids: list[str], sizes: dict[str, int], batch: int) -> list[str]:
 
 # -- responses ----------------------------------------------------------------------------
 
+EXPIRED_RESPONSES = (
+    select(responses.c.id)
+    .where(
+        responses.c.project == bindparam("project"),
+        responses.c.created_at_us < bindparam("before"),
+        responses.c.status.notin_(LIVE_STATUSES),
+    )
+    .order_by(responses.c.created_at_us)
+    .limit(bindparam("batch"))
+)
+_first_events = (
+    select(events.c.sequence_number)
+    .where(events.c.response_id == bindparam("response_id"))
+    .order_by(events.c.sequence_number)
+    .limit(bindparam("batch"))
+)
+DELETE_FIRST_EVENTS = delete(events).where(
+    events.c.response_id == bindparam("response_id"), events.c.sequence_number.in_(_first_events.scalar_subquery())
+)
+
 
 def expire_responses(
     conn: Connection, name: str, owner: str, until_us: int, project: str, before_us: int, batch: int
@@ -107,35 +137,16 @@ def expire_responses(
     None when the lease is not ours."""
     if not _renew(conn, name, owner, until_us):
         return None
-    ids = list(
-        conn.execute(
-            select(responses.c.id)
-            .where(
-                responses.c.project == project,
-                responses.c.created_at_us < before_us,
-                responses.c.status.notin_(LIVE_STATUSES),
-            )
-            .order_by(responses.c.created_at_us)
-            .limit(batch)
-        ).scalars()
-    )
+    params = {"project": project, "before": before_us, "batch": batch}
+    ids = list(conn.execute(EXPIRED_RESPONSES, params).scalars())
     if not ids:
         return 0, 0
-    sizes = _sizes(conn, ids, [items.c.response_id, events.c.response_id, conversation_items.c.response_id])
+    sizes = _sizes(conn, ids, RESPONSE_ROWS)
     chosen = _fitting(ids, sizes, batch)
     if sizes[chosen[0]] > batch:
         # One response larger than a batch: its stream events go first, a batch at a time
         # (the response itself stays whole until they are gone).
-        first = chosen[0]
-        oldest = (
-            select(events.c.sequence_number)
-            .where(events.c.response_id == first)
-            .order_by(events.c.sequence_number)
-            .limit(batch)
-        )
-        removed = conn.execute(
-            delete(events).where(events.c.response_id == first, events.c.sequence_number.in_(oldest.scalar_subquery()))
-        ).rowcount
+        removed = conn.execute(DELETE_FIRST_EVENTS, {"response_id": chosen[0], "batch": batch}).rowcount
         if removed:
             return 0, int(removed)
     delete_responses(conn, chosen)
@@ -162,9 +173,7 @@ def _take_apart(conn: Connection, cid: str, batch: int) -> tuple[int, int]:
     it; the conversation row goes with the last of them."""
     hold = now_us() + DELETING_HOLD_US
     conn.execute(
-        update(conversations)
-        .where(conversations.c.id == cid)
-        .values(active_response_id=DELETING, active_until_us=hold)
+        update(conversations).where(conversations.c.id == cid).values(active_response_id=DELETING, active_until_us=hold)
     )
     oldest = (
         select(conversation_items.c.position)
@@ -212,7 +221,7 @@ def expire_conversations(
     )
     if not ids:
         return 0, 0
-    sizes = _sizes(conn, ids, [conversation_items.c.conversation_id])
+    sizes = _sizes(conn, ids, CONVERSATION_ROWS)
     chosen = _fitting(ids, sizes, batch)
     if sizes[chosen[0]] > batch:
         return _take_apart(conn, chosen[0], batch)
