@@ -173,6 +173,9 @@ def test_delete_and_retention_leave_no_orphan_rows(upstream, database):
             deleted += everything[root.id] + everything[b.id]
             assert left_behind(database, deleted) == []
             assert not stored(client, root.id) and stored(client, b1.id)
+            with pytest.raises(openai.BadRequestError) as refused:
+                client.responses.create(model="m", input="x", previous_response_id=root.id)
+            assert refused.value.body["code"] == "previous_response_not_found"
             assert texts(client.responses.input_items.list(b1.id, order="asc")) == ["b1"]
 
             # Then the rest, the conversation included.

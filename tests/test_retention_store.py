@@ -196,3 +196,16 @@ async def test_a_sweep_applies_each_projects_retention(store):
     assert not (await other.sweep()).held
     await sweeper.store.release_lease(LEASE, sweeper.owner)
     assert (await other.sweep()).held
+
+
+async def test_delete_releases_a_conversation_lock_its_response_held(store):
+    await store.create_conversation("p", "conv_q", {}, [])
+    queued = response("resp_q", status="queued", outputs=0, conversation={"id": "conv_q"})
+    await store.create_background("p", queued, [user("msg_q")], {}, [])
+
+    def holder(conn) -> str | None:
+        return conn.execute(select(conversations.c.active_response_id)).scalar()
+
+    assert await store._read(holder) == "resp_q"
+    assert await store.delete_response("p", "resp_q")
+    assert await store._read(holder) is None
