@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import openai
 import pytest
 from sqlalchemy import func, insert, select, update
@@ -108,6 +109,7 @@ def test_each_project_keeps_its_responses_for_its_own_days(upstream, database):
             for project, key in keys.items()
         }
         assert kept == {"short": {"hours"}, "forever": {"hours", "day", "week"}, "other": {"hours", "day"}}
+        assert 'continuo_retention_deleted_total{kind="responses"}' in httpx.get(f"{server.url}/metrics").text
     finally:
         server.stop()
 
