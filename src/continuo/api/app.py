@@ -37,6 +37,7 @@ def create_app(config: Config) -> Starlette:
         app.state.keyring = services.keyring
         app.state.limiter = services.limiter
         app.state.conversations = services.conversations
+        app.state.retention = services.retention
         try:
             yield
         finally:

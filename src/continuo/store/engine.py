@@ -292,6 +292,15 @@ class Database:
         async with self.engine.begin() as conn:
             return await conn.run_sync(operation, *args)
 
+    @timed_store  # observability: store operation latency and spans
+    async def _write_aside(self, operation: Callable[..., T], *args: Any) -> T:
+        """A write that must never run on the event loop (a retention batch): on SQLite
+        always in a worker thread, queued behind the write lock like any waiting writer."""
+        if self.engine is None:
+            return await asyncio.get_running_loop().run_in_executor(self.threads, self._sqlite_write, operation, args)
+        async with self.engine.begin() as conn:
+            return await conn.run_sync(operation, *args)
+
     # -- life cycle -------------------------------------------------------------------
 
     async def open(self) -> None:

@@ -154,16 +154,31 @@ def get(conn: Connection, project: str, response_id: str) -> dict[str, Any] | No
 
 
 def delete_response(conn: Connection, project: str, response_id: str) -> bool:
-    # Items and events go with their response (ON DELETE CASCADE where the database
-    # honours it; explicitly as well, so the outcome never depends on a pragma).
     owned = select(responses.c.id).where(responses.c.id == response_id, responses.c.project == project)
     if conn.execute(owned).first() is None:
         return False
-    conversations.detach_response(conn, response_id)
-    conn.execute(delete(items).where(items.c.response_id.in_(owned.scalar_subquery())))
-    conn.execute(delete(events_table).where(events_table.c.response_id.in_(owned.scalar_subquery())))
-    result = conn.execute(delete(responses).where(responses.c.id == response_id, responses.c.project == project))
-    return bool(result.rowcount)
+    delete_responses(conn, [response_id])
+    return True
+
+
+DELETES = [
+    delete(table).where(column.in_(bindparam("ids", expanding=True)))
+    for table, column in (
+        (items, items.c.response_id),
+        (events_table, events_table.c.response_id),
+        (responses, responses.c.id),
+    )
+]
+
+
+def delete_responses(conn: Connection, response_ids: list[str]) -> None:
+    """Delete responses and everything that is theirs alone: items and stream events
+    (ON DELETE CASCADE where the database honours it; explicitly as well, so the outcome
+    never depends on a pragma). Items a conversation holds become its own copies. Used by
+    ``DELETE`` and by retention alike."""
+    conversations.detach_responses(conn, response_ids)
+    for statement in DELETES:
+        conn.execute(statement, {"ids": response_ids})
 
 
 def chain(conn: Connection, project: str, response_id: str, own_output: bool) -> list[dict[str, Any]] | None:
