@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable
 from typing import Any
 
 from starlette.requests import Request
@@ -29,7 +29,7 @@ def _service(request: Request) -> ResponsesService:
     return service
 
 
-async def _stream(request: Request, events: AsyncIterator[Event]) -> Response:
+async def _stream(request: Request, events: AsyncIterable[Event]) -> Response:
     """An SSE response that holds one of the caller's concurrent-stream slots."""
     limiter: Limiter = request.app.state.limiter
     caller: str = request.state.caller
