@@ -15,6 +15,7 @@ from continuo.core.driver import RunDriver
 from continuo.core.fetch import Fetcher
 from continuo.core.keys import KeyRing
 from continuo.core.limits import LimitCounts, Limiter
+from continuo.core.listing import ResponseListing
 from continuo.core.long_context import LongContextService
 from continuo.core.mcp import MCPClients
 from continuo.core.routing import Router
@@ -44,6 +45,7 @@ class Services:
     limiter: Limiter
     conversations: ConversationService
     long_context: LongContextService
+    listing: ResponseListing
 
     @classmethod
     async def open(cls, config: Config) -> Services:
@@ -82,6 +84,7 @@ class Services:
             limiter,
             ConversationService(store),
             long_context,
+            ResponseListing(store),
         )
 
     async def aclose(self) -> None:

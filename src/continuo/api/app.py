@@ -28,6 +28,7 @@ def create_app(config: Config) -> Starlette:
         app.state.keyring = services.keyring
         app.state.limiter = services.limiter
         app.state.conversations = services.conversations
+        app.state.listing = services.listing
         try:
             yield
         finally:

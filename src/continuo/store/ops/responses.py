@@ -9,7 +9,7 @@ from sqlalchemy import Connection, bindparam, delete, literal, select, tuple_
 from sqlalchemy import insert as sql_insert
 
 from continuo.store.base import ItemPage, StoredEvent
-from continuo.store.ops import conversations
+from continuo.store.ops import conversations, texts
 from continuo.store.schema import INPUT, OUTPUT, items, now_us, responses
 from continuo.store.schema import events as events_table
 
@@ -22,6 +22,13 @@ def body_json(response: dict[str, Any]) -> str:
     return dumps({k: v for k, v in response.items() if k != "output"})
 
 
+def column_text(value: Any) -> str | None:
+    """A string for a text column: PostgreSQL refuses NUL (in ``body`` it is JSON-escaped)."""
+    if isinstance(value, str) and "\x00" in value:
+        return value.replace("\x00", "")
+    return value if isinstance(value, str) else None
+
+
 def response_row(project: str, response: dict[str, Any], **extra: Any) -> dict[str, Any]:
     """The ``responses`` row of a Response object (its output lives in ``items``)."""
     return {
@@ -31,6 +38,7 @@ def response_row(project: str, response: dict[str, Any], **extra: Any) -> dict[s
         "status": response["status"],
         "background": bool(response.get("background")),
         "created_at_us": response["created_at"] * 1_000_000,
+        "model": column_text(response.get("model")),
         "updated_at_us": now_us(),
         "body": body_json(response),
         **extra,
@@ -101,6 +109,7 @@ def save(conn: Connection, project: str, response: dict[str, Any], input_items: 
     conn.execute(INSERT_RESPONSE, response_row(project, response))
     if rows:
         conn.execute(INSERT_ITEMS, rows)
+    texts.write(conn, response["id"], input_items, response["output"])
     input_refs = [(i, item.get("id", "")) for i, item in enumerate(input_items)]
     conversations.append_response(conn, project, response, input_refs, response["output"])
 
@@ -121,6 +130,7 @@ def delete_response(conn: Connection, project: str, response_id: str) -> bool:
     if conn.execute(owned).first() is None:
         return False
     conversations.detach_response(conn, response_id)
+    texts.delete_for(conn, owned.scalar_subquery())
     conn.execute(delete(items).where(items.c.response_id.in_(owned.scalar_subquery())))
     conn.execute(delete(events_table).where(events_table.c.response_id.in_(owned.scalar_subquery())))
     result = conn.execute(delete(responses).where(responses.c.id == response_id, responses.c.project == project))
