@@ -71,8 +71,13 @@ def _backfill_texts(bind: sa.Connection) -> None:
             bind.execute(sa.insert(TEXTS), texts)
 
 
-def _backfill_nul_models(bind: sa.Connection) -> None:
-    rows = bind.execute(sa.text("SELECT id, body FROM responses WHERE strpos(body, '\\u0000') > 0")).all()
+def _backfill_models(bind: sa.Connection, sqlite: bool) -> None:
+    # JSON functions stop at (SQLite) or refuse (PostgreSQL) an escaped NUL: the few rows
+    # that have one anywhere are done in Python, the way the write path does them.
+    find = "instr" if sqlite else "strpos"
+    extract = "json_extract(body, '$.model')" if sqlite else "body::json ->> 'model'"
+    op.execute(f"UPDATE responses SET model = {extract} WHERE {find}(body, '\\u0000') = 0")
+    rows = bind.execute(sa.text(f"SELECT id, body FROM responses WHERE {find}(body, '\\u0000') > 0")).all()
     for response_id, body in rows:
         model = orjson.loads(body).get("model")
         bind.execute(
@@ -85,12 +90,7 @@ def upgrade() -> None:
     bind = op.get_bind()
     sqlite = bind.dialect.name == "sqlite"
     op.add_column("responses", sa.Column("model", sa.Text, nullable=True))
-    if sqlite:
-        op.execute("UPDATE responses SET model = json_extract(body, '$.model')")
-    else:
-        # ->> refuses to turn an escaped NUL into text: those few rows are done in Python.
-        op.execute("UPDATE responses SET model = body::json ->> 'model' WHERE strpos(body, '\\u0000') = 0")
-        _backfill_nul_models(bind)
+    _backfill_models(bind, sqlite)
     op.create_index("ix_responses_project_created", "responses", ["project", "created_at_us", "id"])
     op.create_index(
         "ix_responses_previous_response_id",
