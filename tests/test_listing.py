@@ -219,17 +219,20 @@ def test_search_forgets_deleted_responses(data, alpha):
 
 
 def texts_without_response(database: str) -> int:
-    """Search rows whose response is gone (and, on SQLite, that the FTS index is sound)."""
-    orphans = (
-        "SELECT count(*) FROM response_texts t WHERE NOT EXISTS (SELECT 1 FROM responses r WHERE r.id = t.response_id)"
-    )
+    """Search entries left by deleted responses (and, on SQLite, whether the FTS index is sound)."""
     if database.startswith("sqlite"):
         import sqlite3
 
+        orphans = (
+            "SELECT count(*) FROM response_search_keys AS k "
+            "WHERE NOT EXISTS (SELECT 1 FROM responses AS r WHERE r.id = k.response_id)"
+        )
         with sqlite3.connect(database.removeprefix("sqlite:///")) as conn:
             conn.execute("INSERT INTO response_fts(response_fts) VALUES ('integrity-check')")
             indexed = conn.execute("SELECT count(*) FROM response_fts WHERE response_fts MATCH 'kumquat'").fetchone()[0]
-            return int(conn.execute(orphans).fetchone()[0]) + int(indexed)
+            keys = conn.execute("SELECT count(*) FROM response_search_keys").fetchone()[0]
+            searchable = conn.execute("SELECT count(*) FROM responses WHERE search_words IS NOT NULL").fetchone()[0]
+            return int(conn.execute(orphans).fetchone()[0]) + int(indexed) + abs(int(keys) - int(searchable))
     import asyncio
 
     import asyncpg
@@ -237,7 +240,7 @@ def texts_without_response(database: str) -> int:
     async def count() -> int:
         conn = await asyncpg.connect(database)
         try:
-            return int(await conn.fetchval(orphans))
+            return int(await conn.fetchval("SELECT count(*) FROM responses WHERE search_words LIKE '%kumquat%'"))
         finally:
             await conn.close()
 

@@ -54,8 +54,15 @@ responses = Table(
     Column("owner", String(64), nullable=True),
     Column("lease_until_us", BigInteger, nullable=True),
     Column("cancel_requested", Boolean, nullable=False, server_default=false()),
-    # The requested model, for listing by model (it is in ``body`` too).
+    # For the listing (all are in ``body`` too): the requested model; the metadata as JSON
+    # (NULL when empty); the words of the response's own input and output text, for search,
+    # and a preview of that text (store/ops/texts.py). On SQLite triggers keep an FTS5
+    # index of ``search_words``; on PostgreSQL GIN indexes cover ``search_words`` and
+    # ``metadata`` (migration 0008). None of this costs a statement of its own.
     Column("model", Text, nullable=True),
+    Column("metadata", Text, nullable=True),
+    Column("search_words", Text, nullable=True),
+    Column("preview", Text, nullable=True),
     Index("ix_responses_status_queued_at_us", "status", "queued_at_us"),
     # The listing (GET /v1/responses): a keyset range on (created_at_us, id) in a project.
     Index("ix_responses_project_created", "project", "created_at_us", "id"),
@@ -163,26 +170,6 @@ conversation_items = Table(
     Column("body", Text, nullable=True),
     Index("ix_conversation_items_item_id", "conversation_id", "item_id", "position"),
     Index("ix_conversation_items_response_id", "response_id"),
-)
-
-# The words of a stored response's own input and output text, for search (``q`` of the
-# listing), and a preview of its text (the chain graph). On SQLite an FTS5 table indexes
-# ``words`` (external content: triggers keep it in step, and a trigger on ``responses``
-# removes the row of a deleted response); on PostgreSQL a GIN index on its tsvector does.
-response_texts = Table(
-    "response_texts",
-    metadata,
-    # An INTEGER PRIMARY KEY on SQLite: the FTS5 rowid, stable across VACUUM.
-    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
-    Column(
-        "response_id",
-        String(64),
-        ForeignKey("responses.id", ondelete="CASCADE"),
-        nullable=False,
-        unique=True,
-    ),
-    Column("words", Text, nullable=False),
-    Column("preview", Text, nullable=False),
 )
 
 # Secrets the server makes for itself (the key that seals compaction items when none is

@@ -19,7 +19,6 @@ import orjson
 from sqlalchemy import Connection, exists, or_, select
 from sqlalchemy import insert as sql_insert
 
-from continuo.store.ops import texts
 from continuo.store.ops.responses import INSERT_ITEMS, dumps, item_rows, response_row
 from continuo.store.ops.runs import INSERT_EVENTS
 from continuo.store.schema import INPUT, OUTPUT, conversation_items, conversations, events, items, responses
@@ -217,7 +216,8 @@ def _import_response(conn: Connection, line: dict[str, Any]) -> None:
     if status == "in_progress":
         # Nothing runs it here: an expired lease lets this server end it as a dead replica's.
         extra |= {"owner": "import", "lease_until_us": 0}
-    conn.execute(sql_insert(responses), response_row(line["project"], response) | extra)
+    answered = [] if status in LIVE else response["output"]  # a live run's text is set when it ends
+    conn.execute(sql_insert(responses), response_row(line["project"], response, line["input_items"], answered) | extra)
     rows = item_rows(response_id, INPUT, line["input_items"]) + item_rows(response_id, OUTPUT, response["output"])
     if rows:
         conn.execute(INSERT_ITEMS, rows)
@@ -227,7 +227,6 @@ def _import_response(conn: Connection, line: dict[str, Any]) -> None:
     ]
     if stream:
         conn.execute(INSERT_EVENTS, stream)
-    texts.write(conn, response_id, line["input_items"], [] if status in LIVE else response["output"])
 
 
 def _import_conversation(conn: Connection, line: dict[str, Any]) -> None:

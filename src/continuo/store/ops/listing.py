@@ -2,8 +2,9 @@
 
 A page is a keyset range on ``(created_at_us, id)`` in the project, read in that order
 from ``ix_responses_project_created`` and cut at the page size; filters narrow the range
-as it is read. Search goes through ``response_texts`` (texts.py): FTS5 on SQLite, a GIN
-index on its tsvector on PostgreSQL.
+as it is read. Search matches ``responses.search_words`` (texts.py) through an FTS5 index
+on SQLite and a GIN index on its tsvector on PostgreSQL; metadata is matched on
+``responses.metadata`` (GIN-indexed as jsonb on PostgreSQL).
 """
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ from sqlalchemy import Connection, and_, bindparam, select, text, tuple_
 from sqlalchemy.sql.elements import ColumnElement
 
 from continuo.store.base import GraphNode, ResponseGraph, ResponsePage, ResponseQuery
-from continuo.store.ops.responses import chain_cte
 from continuo.store.ops.texts import query_words
-from continuo.store.schema import OUTPUT, items, response_texts, responses
+from continuo.store.schema import OUTPUT, items, responses
 
 ANCHOR = select(responses.c.created_at_us, responses.c.id).where(
     responses.c.id == bindparam("anchor"), responses.c.project == bindparam("project")
@@ -31,15 +31,14 @@ _KEY = tuple_(responses.c.created_at_us, responses.c.id)
 
 
 def _metadata_match(dialect: str, n: int, key: str, value: str) -> ColumnElement[bool]:
-    params = {f"mk{n}": key, f"mv{n}": value}
     if dialect == "sqlite":
         clause = (
-            f"EXISTS (SELECT 1 FROM json_each(responses.body, '$.metadata') AS m{n} "
+            f"EXISTS (SELECT 1 FROM json_each(responses.metadata) AS m{n} "
             f"WHERE m{n}.key = :mk{n} AND m{n}.type = 'text' AND m{n}.value = :mv{n})"
         )
-    else:
-        clause = f"(CAST(responses.body AS json) -> 'metadata' ->> :mk{n}) = :mv{n}"
-    return text(clause).bindparams(**params)  # type: ignore[return-value]
+        return text(clause).bindparams(**{f"mk{n}": key, f"mv{n}": value})  # type: ignore[return-value]
+    clause = f"CAST(responses.metadata AS jsonb) @> CAST(:m{n} AS jsonb)"
+    return text(clause).bindparams(**{f"m{n}": orjson.dumps({key: value}).decode()})  # type: ignore[return-value]
 
 
 def _search(dialect: str, words: list[str]) -> ColumnElement[bool]:
@@ -47,15 +46,12 @@ def _search(dialect: str, words: list[str]) -> ColumnElement[bool]:
     if dialect == "sqlite":
         match = " ".join(f'"{word}"*' for word in words)
         clause = (
-            "responses.id IN (SELECT response_texts.response_id FROM response_texts "
-            "JOIN response_fts ON response_fts.rowid = response_texts.id WHERE response_fts MATCH :search)"
+            "responses.id IN (SELECT k.response_id FROM response_search_keys AS k "
+            "WHERE k.id IN (SELECT rowid FROM response_fts WHERE response_fts MATCH :search))"
         )
     else:
         match = " & ".join(f"{word}:*" for word in words)
-        clause = (
-            "responses.id IN (SELECT response_texts.response_id FROM response_texts "
-            "WHERE to_tsvector('simple', response_texts.words) @@ to_tsquery('simple', :search))"
-        )
+        clause = "responses.search_words IS NOT NULL AND responses.search_tsv @@ to_tsquery('simple', :search)"
     return text(clause).bindparams(search=match)  # type: ignore[return-value]
 
 
@@ -122,31 +118,19 @@ def list_page(conn: Connection, project: str, query: ResponseQuery) -> ResponseP
 # -- the chain graph --------------------------------------------------------------------------
 
 
-def _ancestors_statement() -> Any:
-    chain = chain_cte()
-    return (
-        select(
-            responses.c.id,
-            responses.c.previous_response_id,
-            responses.c.created_at_us,
-            responses.c.status,
-            responses.c.model,
-            responses.c.background,
-            response_texts.c.preview,
-        )
-        .select_from(
-            chain.join(responses, responses.c.id == chain.c.id).outerjoin(
-                response_texts, response_texts.c.response_id == chain.c.id
-            )
-        )
-        .order_by(chain.c.depth)
-    )
-
-
-ANCESTORS = _ancestors_statement()
+_COLUMNS = "id, previous_response_id, created_at_us, status, model, background, preview"
+# The response and its ancestors, nearest first; the recursion carries the node's columns,
+# so no second pass over ``responses`` is needed.
+ANCESTORS = text(
+    f"WITH RECURSIVE up({_COLUMNS}, depth) AS ("
+    f"SELECT {_COLUMNS}, 0 FROM responses WHERE id = :response_id AND project = :project "
+    "UNION ALL SELECT r.id, r.previous_response_id, r.created_at_us, r.status, r.model, r.background, r.preview, "
+    "up.depth + 1 FROM responses AS r JOIN up ON r.id = up.previous_response_id WHERE r.project = :project) "
+    f"SELECT {_COLUMNS} FROM up ORDER BY depth"
+)
 _NODE_COLUMNS = (
-    "r.id, r.previous_response_id, r.created_at_us, r.status, r.model, r.background, t.preview "
-    "FROM tree JOIN responses r ON r.id = tree.id LEFT JOIN response_texts t ON t.response_id = r.id"
+    "r.id, r.previous_response_id, r.created_at_us, r.status, r.model, r.background, r.preview "
+    "FROM tree JOIN responses r ON r.id = tree.id"
 )
 # The tree under the root, breadth first, at most :n responses (the recursion stops there:
 # SQLite stops at a LIMIT on the recursive part; PostgreSQL computes only the rows read).

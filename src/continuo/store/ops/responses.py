@@ -29,8 +29,15 @@ def column_text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def response_row(project: str, response: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    """The ``responses`` row of a Response object (its output lives in ``items``)."""
+def response_row(
+    project: str,
+    response: dict[str, Any],
+    input_items: list[dict[str, Any]],
+    output: list[dict[str, Any]],
+    **extra: Any,
+) -> dict[str, Any]:
+    """The ``responses`` row of a Response object (its output lives in ``items``), searchable
+    by the text of ``input_items`` and ``output``."""
     return {
         "id": response["id"],
         "project": project,
@@ -39,6 +46,8 @@ def response_row(project: str, response: dict[str, Any], **extra: Any) -> dict[s
         "background": bool(response.get("background")),
         "created_at_us": response["created_at"] * 1_000_000,
         "model": column_text(response.get("model")),
+        "metadata": texts.metadata_column(response),
+        **texts.search_columns(input_items, output),
         "updated_at_us": now_us(),
         "body": body_json(response),
         **extra,
@@ -106,10 +115,9 @@ INSERT_ITEMS = sql_insert(items)
 
 def save(conn: Connection, project: str, response: dict[str, Any], input_items: list[dict[str, Any]]) -> None:
     rows = item_rows(response["id"], INPUT, input_items) + item_rows(response["id"], OUTPUT, response["output"])
-    conn.execute(INSERT_RESPONSE, response_row(project, response))
+    conn.execute(INSERT_RESPONSE, response_row(project, response, input_items, response["output"]))
     if rows:
         conn.execute(INSERT_ITEMS, rows)
-    texts.write(conn, response["id"], input_items, response["output"])
     input_refs = [(i, item.get("id", "")) for i, item in enumerate(input_items)]
     conversations.append_response(conn, project, response, input_refs, response["output"])
 
@@ -130,7 +138,6 @@ def delete_response(conn: Connection, project: str, response_id: str) -> bool:
     if conn.execute(owned).first() is None:
         return False
     conversations.detach_response(conn, response_id)
-    texts.delete_for(conn, owned.scalar_subquery())
     conn.execute(delete(items).where(items.c.response_id.in_(owned.scalar_subquery())))
     conn.execute(delete(events_table).where(events_table.c.response_id.in_(owned.scalar_subquery())))
     result = conn.execute(delete(responses).where(responses.c.id == response_id, responses.c.project == project))

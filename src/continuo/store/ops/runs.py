@@ -54,10 +54,10 @@ def create_background(
         outcome = conversations.acquire(conn, project, cid, response["id"], None)
         if outcome != "ok":
             raise conversation_unavailable(cid, outcome)
-    conn.execute(INSERT_RESPONSE, response_row(project, response, request=dumps(request), queued_at_us=now_us()))
+    row = response_row(project, response, input_items, [], request=dumps(request), queued_at_us=now_us())
+    conn.execute(INSERT_RESPONSE, row)
     if input_items:
         conn.execute(INSERT_ITEMS, item_rows(response["id"], INPUT, input_items))
-    texts.write(conn, response["id"], input_items, [])
     if stored:
         conn.execute(INSERT_EVENTS, event_rows(response["id"], stored))
 

@@ -1,10 +1,11 @@
-"""The searchable text of a stored response, kept in ``response_texts``.
+"""The listing columns of a stored response: its searchable words, a preview, its metadata.
 
 A response's text is the text of the messages among its own new input items and among its
 output items (not its ancestors': each turn is found by what it added). It is kept as
 *words*: runs of letters and digits, lower-cased, one space apart, so that SQLite's FTS5
 tokenizer and PostgreSQL's ``simple`` configuration split it the same way and a search
-means the same on both. Stored once per response, in the transaction that stores it.
+means the same on both. They are columns of the response's own row, written by the
+INSERT that stores it, so search costs a stored create no statement of its own.
 """
 
 from __future__ import annotations
@@ -14,10 +15,9 @@ from collections.abc import Iterable
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, bindparam, delete, select
-from sqlalchemy import insert as sql_insert
+from sqlalchemy import Connection, bindparam, select, update
 
-from continuo.store.schema import INPUT, items, response_texts
+from continuo.store.schema import INPUT, items, responses
 
 # Each side's text is indexed up to this many characters: PostgreSQL refuses a tsvector
 # over 1 MB, and a search is for finding a response, not for reading a book.
@@ -29,7 +29,6 @@ QUERY_MAX_WORDS = 32
 _WORD = re.compile(r"[^\W_]+")
 _SPACE = re.compile(r"\s+")
 
-INSERT_TEXT = sql_insert(response_texts)
 INPUT_BODIES = (
     select(items.c.body)
     .where(items.c.response_id == bindparam("response_id"), items.c.kind == INPUT)
@@ -70,30 +69,21 @@ def preview(text: str) -> str:
     return _SPACE.sub(" ", text[: PREVIEW_CHARS * 4].replace("\x00", "")).strip()[:PREVIEW_CHARS]
 
 
-def text_row(
-    response_id: str, input_items: list[dict[str, Any]], output: list[dict[str, Any]]
-) -> dict[str, Any] | None:
-    """The ``response_texts`` row of a response; None when it has no text at all."""
+def search_columns(input_items: list[dict[str, Any]], output: list[dict[str, Any]]) -> dict[str, str | None]:
+    """``search_words`` and ``preview`` of a response (None where it has no text)."""
     given, answered = message_text(input_items), message_text(output)
     if not given and not answered:
-        return None
+        return {"search_words": None, "preview": None}
     indexed = " ".join(w for w in (words(given), words(answered)) if w)
-    return {"response_id": response_id, "words": indexed, "preview": preview(answered or given)}
+    return {"search_words": indexed or None, "preview": preview(answered or given)}
 
 
-def write(conn: Connection, response_id: str, input_items: list[dict[str, Any]], output: list[dict[str, Any]]) -> None:
-    row = text_row(response_id, input_items, output)
-    if row is not None:
-        conn.execute(INSERT_TEXT, row)
+def metadata_column(response: dict[str, Any]) -> str | None:
+    metadata = response.get("metadata")
+    return orjson.dumps(metadata).decode() if metadata else None
 
 
 def rewrite(conn: Connection, response_id: str, output: list[dict[str, Any]]) -> None:
-    """Replace a response's text once its output is final (a background run that ended)."""
+    """Set a response's search columns once its output is final (a background run that ended)."""
     given = [orjson.loads(body) for body in conn.execute(INPUT_BODIES, {"response_id": response_id}).scalars()]
-    conn.execute(delete(response_texts).where(response_texts.c.response_id == response_id))
-    write(conn, response_id, given, output)
-
-
-def delete_for(conn: Connection, response_ids: Any) -> None:
-    """Remove the texts of responses about to be deleted (``response_ids``: ids or a subquery)."""
-    conn.execute(delete(response_texts).where(response_texts.c.response_id.in_(response_ids)))
+    conn.execute(update(responses).where(responses.c.id == response_id).values(**search_columns(given, output)))
