@@ -11,6 +11,7 @@ from starlette.routing import Route
 
 from continuo.api import long_context
 from continuo.api.conversations import ROUTES as CONVERSATION_ROUTES
+from continuo.api.listing import ROUTES as LISTING_ROUTES
 from continuo.api.observe import metrics_endpoint
 from continuo.api.params import json_body as _json_body
 from continuo.api.params import limit as _limit
@@ -137,6 +138,7 @@ async def healthz(request: Request) -> Response:
 
 ROUTES = [
     Route("/v1/responses", create_response, methods=["POST"]),
+    *LISTING_ROUTES,
     *long_context.LONG_CONTEXT_ROUTES,
     Route("/v1/responses/{response_id}", get_response, methods=["GET"]),
     Route("/v1/responses/{response_id}", delete_response, methods=["DELETE"]),
