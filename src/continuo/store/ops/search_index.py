@@ -15,16 +15,21 @@ from continuo.store.engine import sqlite_form
 
 BATCH = 500
 
-_WAITING = "SELECT response_id FROM response_search_pending LIMIT ?"
+# One batch: the oldest waiting responses, moved by three set-wise statements over a
+# temporary list of their ids (a statement per response cost three times as much).
+_TAKE = (
+    "INSERT INTO temp.search_batch (response_id) SELECT response_id FROM response_search_pending "
+    "ORDER BY response_id LIMIT ?"
+)
 _KEYS = (
-    "INSERT INTO response_search_keys (response_id) "
-    "SELECT id FROM responses WHERE id = ? AND search_words IS NOT NULL"
+    "INSERT INTO response_search_keys (response_id) SELECT r.id FROM temp.search_batch AS b "
+    "JOIN responses AS r ON r.id = b.response_id WHERE r.search_words IS NOT NULL"
 )
 _INDEX = (
-    "INSERT INTO response_fts (rowid, words) SELECT k.id, r.search_words FROM response_search_keys AS k "
-    "JOIN responses AS r ON r.id = k.response_id WHERE k.response_id = ?"
+    "INSERT INTO response_fts (rowid, words) SELECT k.id, r.search_words FROM temp.search_batch AS b "
+    "JOIN response_search_keys AS k ON k.response_id = b.response_id JOIN responses AS r ON r.id = b.response_id"
 )
-_DONE = "DELETE FROM response_search_pending WHERE response_id = ?"
+_DONE = "DELETE FROM response_search_pending WHERE response_id IN (SELECT response_id FROM temp.search_batch)"
 
 
 def index_waiting(conn: object, limit: int = BATCH) -> int:
@@ -35,9 +40,11 @@ def index_waiting(conn: object, limit: int = BATCH) -> int:
 
 @sqlite_form(index_waiting, applies=lambda limit=BATCH: True)
 def index_waiting_sqlite(raw: sqlite3.Connection, limit: int = BATCH) -> int:
-    waiting = raw.execute(_WAITING, (limit,)).fetchall()
-    if waiting:
-        raw.executemany(_KEYS, waiting)
-        raw.executemany(_INDEX, waiting)
-        raw.executemany(_DONE, waiting)
-    return len(waiting)
+    raw.execute("CREATE TEMP TABLE IF NOT EXISTS search_batch (response_id TEXT PRIMARY KEY) WITHOUT ROWID")
+    raw.execute("DELETE FROM temp.search_batch")
+    taken = raw.execute(_TAKE, (limit,)).rowcount
+    if taken:
+        raw.execute(_KEYS)
+        raw.execute(_INDEX)
+        raw.execute(_DONE)
+    return taken
