@@ -143,10 +143,8 @@ async def _waiting(store: SQLStore) -> int:
 async def test_sqlite_indexes_what_it_stores_in_batches_and_a_search_never_misses_it(tmp_path, monkeypatch):
     """A stored response waits for SQLite's full-text index (store/ops/search_index.py):
     the periodic batch indexes it, and a search made before the batch indexes it first."""
-    import asyncio
-    import time
-
     from continuo.store import sql
+    from tests.support.waits import wait_until_async
 
     monkeypatch.setattr(sql, "SEARCH_INDEX_SECONDS", 3600.0)  # no batch during this part
     store = SQLStore(f"sqlite:///{tmp_path / 'store.db'}")
@@ -168,10 +166,10 @@ async def test_sqlite_indexes_what_it_stores_in_batches_and_a_search_never_misse
     try:
         for i in range(3, 3 + 2 * sql.search_index.BATCH + 7):  # more than two batches
             await store.save_response("p", response(f"resp_{i}", text_=f"word{i}"), [])
-        deadline = time.monotonic() + 30
-        while await _waiting(store) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        assert await _waiting(store) == 0  # the batches did it, no search has run
+        async def indexed() -> bool:
+            return await _waiting(store) == 0
+
+        await wait_until_async(indexed, timeout=30)  # the batches did it, no search has run
         last = 2 + 2 * sql.search_index.BATCH + 7
         found = await store.list_responses("p", ResponseQuery(q=f"word{last}"))
         assert [r["id"] for r in found.data] == [f"resp_{last}"]
