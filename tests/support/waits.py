@@ -24,5 +24,5 @@ async def wait_until_async(check: Callable[[], Awaitable[Any]], timeout: float =
     while time.monotonic() < deadline:
         if value := await check():
             return value
-        await asyncio.sleep(0.02)  # noqa: ASYNC110 (polling what another task changes)
+        await asyncio.sleep(0.02)
     raise AssertionError("condition not met in time")
