@@ -169,7 +169,7 @@ async def test_sqlite_indexes_what_it_stores_in_batches_and_a_search_never_misse
         async def indexed() -> bool:
             return await _waiting(store) == 0
 
-        await wait_until_async(indexed, timeout=30)  # the batches did it, no search has run
+        await wait_until_async(indexed, seconds=30)  # the batches did it, no search has run
         last = 2 + 2 * sql.search_index.BATCH + 7
         found = await store.list_responses("p", ResponseQuery(q=f"word{last}"))
         assert [r["id"] for r in found.data] == [f"resp_{last}"]

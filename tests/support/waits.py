@@ -18,9 +18,9 @@ def wait_until(check: Callable[[], Any], timeout: float = 15.0) -> Any:
     raise AssertionError("condition not met in time")
 
 
-async def wait_until_async(check: Callable[[], Awaitable[Any]], timeout: float = 15.0) -> Any:
+async def wait_until_async(check: Callable[[], Awaitable[Any]], seconds: float = 15.0) -> Any:
     """``wait_until`` for a check that must run on the event loop."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if value := await check():
             return value
