@@ -49,3 +49,26 @@ def test_plain_text_chunks_read_as_the_general_reading_does(value):
 @pytest.mark.parametrize("value", OTHER)
 def test_anything_else_goes_to_the_general_reading(value):
     assert cf.plain_text(value) is None
+
+
+def test_text_delta_events_are_the_json_the_general_event_builder_makes():
+    """``ResponseBuilder._text`` writes its delta events from kept bytes: the same JSON
+    (the same keys, values and order) as ``_event`` makes from a dictionary."""
+    import orjson
+
+    from continuo.core.builder import ResponseBuilder
+
+    builder = ResponseBuilder({"id": "resp_1", "object": "response", "status": "in_progress", "output": []})
+    builder.start()
+    for text in ["Hel", 'lo "wörld"', "\n\u2028🌍", ""]:
+        builder.feed(TextDelta(text))
+    deltas = [(kind, data) for kind, data in builder.drain() if kind == "response.output_text.delta"]
+    item_id = builder.response["output"][0]["id"]
+    made = ResponseBuilder({"id": "resp_2", "output": []}, sequence=4)
+    for text in ["Hel", 'lo "wörld"', "\n\u2028🌍"]:
+        made._event(
+            "response.output_text.delta",
+            {"item_id": item_id, "output_index": 0, "content_index": 0, "delta": text, "logprobs": []},
+        )
+    assert deltas == [(kind, data) for kind, data in made.drain()]
+    assert [orjson.loads(data)["sequence_number"] for _, data in deltas] == [4, 5, 6]
