@@ -47,9 +47,10 @@ def note_request(model: Any = None, response_id: Any = None) -> None:
     ctx = current()
     if ctx is not None and isinstance(model, str):
         ctx.model = metrics.model_label(model)
-    tracing.annotate(
-        **{"gen_ai.request.model": model if isinstance(model, str) else None, "gen_ai.response.id": response_id}
-    )
+    if tracing.enabled():
+        tracing.annotate(
+            **{"gen_ai.request.model": model if isinstance(model, str) else None, "gen_ai.response.id": response_id}
+        )
 
 
 def timed_store(runner: Runner) -> Runner:

@@ -4,9 +4,10 @@ tasks started while serving a request see it too)."""
 from __future__ import annotations
 
 import re
-import secrets
 from contextvars import ContextVar
 from dataclasses import dataclass
+
+from continuo.ids import new_id
 
 _CLIENT_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
 
@@ -30,4 +31,4 @@ def request_id_from(header: str | None) -> str:
     """The client's own request id when it sent a sane one, else a fresh one."""
     if header is not None and _CLIENT_ID.fullmatch(header):
         return header
-    return f"req_{secrets.token_hex(16)}"
+    return new_id("req")

@@ -32,6 +32,18 @@ def error_kind(error: UpstreamError) -> str:
     return "failed"
 
 
+class _Metrics:
+    """The metric children of one (provider, model), looked up once."""
+
+    __slots__ = ("first_token", "input_tokens", "output_tokens", "seconds")
+
+    def __init__(self, provider: str, model: str) -> None:
+        self.first_token = metrics.UPSTREAM_FIRST_TOKEN_SECONDS.labels(provider, model)
+        self.seconds = metrics.UPSTREAM_SECONDS.labels(provider, model)
+        self.input_tokens = metrics.TOKENS.labels(model, "input")
+        self.output_tokens = metrics.TOKENS.labels(model, "output")
+
+
 class ObservedBackend:
     """``backend`` as called for the client model name ``model`` through ``provider``."""
 
@@ -39,6 +51,7 @@ class ObservedBackend:
         self.backend = backend
         self.provider = provider
         self.model = metrics.model_label(model)
+        self.metrics = _Metrics(provider, self.model)
 
     @property
     def name(self) -> str:
@@ -51,6 +64,14 @@ class ObservedBackend:
 
     async def open(self, request: ModelRequest) -> DeltaStream:
         started = time.perf_counter()
+        if not tracing.enabled():  # the common case, without a span's dictionaries
+            call = _Call(self, started, None, current())
+            try:
+                stream = await self.backend.open(request)
+            except BaseException as exc:
+                call.finish(exc)
+                raise
+            return ObservedStream(stream, call)
         span = tracing.start_span(
             "upstream",
             **{
@@ -78,6 +99,7 @@ class ObservedBackend:
 
 class _Call:
     def __init__(self, backend: ObservedBackend, started: float, span: Any, request: RequestContext | None) -> None:
+        self.backend_metrics = backend.metrics
         self.provider = backend.provider
         self.model = backend.model
         self.started = started
@@ -92,7 +114,7 @@ class _Call:
         if not self.first_token and isinstance(delta, TextDelta | ReasoningDelta | ToolCallDelta):
             self.first_token = True
             elapsed = time.perf_counter() - self.started
-            metrics.UPSTREAM_FIRST_TOKEN_SECONDS.labels(self.provider, self.model).observe(elapsed)
+            self.backend_metrics.first_token.observe(elapsed)
         if isinstance(delta, Usage):
             self.usage = delta
         elif isinstance(delta, ToolCallDelta) and delta.index not in self.tools and self.span is not None:
@@ -107,7 +129,7 @@ class _Call:
             return
         self.done = True
         elapsed = time.perf_counter() - self.started
-        metrics.UPSTREAM_SECONDS.labels(self.provider, self.model).observe(elapsed)
+        self.backend_metrics.seconds.observe(elapsed)
         if self.request is not None:
             self.request.upstream_seconds += elapsed
             self.request.upstream_calls += 1
@@ -115,8 +137,10 @@ class _Call:
             metrics.UPSTREAM_ERRORS.labels(self.provider, error_kind(error)).inc()
         usage = self.usage
         if usage is not None:
-            metrics.TOKENS.labels(self.model, "input").inc(usage.input_tokens)
-            metrics.TOKENS.labels(self.model, "output").inc(usage.output_tokens)
+            self.backend_metrics.input_tokens.inc(usage.input_tokens)
+            self.backend_metrics.output_tokens.inc(usage.output_tokens)
+        if self.span is None:
+            return
         for tool in self.tools.values():
             tracing.end_span(tool)
         tracing.end_span(
