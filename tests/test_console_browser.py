@@ -37,7 +37,9 @@ if not CHROMIUM.exists():
 
 ALPHA_KEY = "sk-console-alpha-0001"
 BETA_KEY = "sk-console-beta-0002"
-KEYS = "".join(f'[[keys]]\nproject = "{p}"\nhash = "{hash_key(k)}"\n\n' for p, k in [("alpha", ALPHA_KEY), ("beta", BETA_KEY)])
+KEYS = "".join(
+    f'[[keys]]\nproject = "{p}"\nhash = "{hash_key(k)}"\n\n' for p, k in [("alpha", ALPHA_KEY), ("beta", BETA_KEY)]
+)
 WEATHER_TOOL = {
     "type": "function",
     "name": "get_weather",
@@ -88,7 +90,9 @@ def store(upstream, tmp_path_factory) -> Iterator[Store]:
             model="gpt-other", input="Weather in Lisbon?", tools=[WEATHER_TOOL], metadata={"team": "blue"}
         )
         call = weather_call.output[0]
-        upstream.script(Reply(reasoning="It is sunny, say so.", text="Sunny and 24 degrees in Lisbon.", prompt_tokens=40))
+        upstream.script(
+            Reply(reasoning="It is sunny, say so.", text="Sunny and 24 degrees in Lisbon.", prompt_tokens=40)
+        )
         weather_answer = alpha.responses.create(
             model="gpt-other",
             previous_response_id=weather_call.id,
@@ -97,9 +101,7 @@ def store(upstream, tmp_path_factory) -> Iterator[Store]:
             metadata={"team": "blue"},
         )
         beta_secret = beta.responses.create(model="gpt-test", input="Beta's secret plan")
-    yield Store(
-        server.url, picnic.id, sandwiches.id, indoors.id, weather_call.id, weather_answer.id, beta_secret.id
-    )
+    yield Store(server.url, picnic.id, sandwiches.id, indoors.id, weather_call.id, weather_answer.id, beta_secret.id)
     server.stop()
 
 
@@ -121,9 +123,11 @@ def page(browser) -> Iterator[Any]:
     opened.on("pageerror", lambda error: problems.append(f"page error: {error}"))
     opened.on(
         "console",
-        lambda message: problems.append(f"console {message.type}: {message.text}")
-        if message.type == "error" and not message.text.startswith(EXPECTED_REFUSAL)
-        else None,
+        lambda message: (
+            problems.append(f"console {message.type}: {message.text}")
+            if message.type == "error" and not message.text.startswith(EXPECTED_REFUSAL)
+            else None
+        ),
     )
     yield opened
     context.close()
@@ -138,8 +142,15 @@ def sign_in(page: Any, url: str, key: str) -> None:
 
 
 def drawn(page: Any) -> None:
-    page.wait_for_function("() => { const main = document.getElementById('main');"
-        " return !main.hasAttribute('aria-busy') && main.dataset.shown === location.hash; }")
+    page.wait_for_function(
+        "() => { const main = document.getElementById('main');"
+        " return !main.hasAttribute('aria-busy') && main.dataset.shown === location.hash; }"
+    )
+
+
+def visit(page: Any, url: str) -> None:
+    page.goto(url)
+    drawn(page)
 
 
 def listed(page: Any) -> list[str]:
@@ -180,6 +191,11 @@ def test_sign_in_refuses_a_wrong_key_then_lists_the_projects_responses(page, sto
     expect(page.get_by_text("Signed in with key …0001")).to_be_visible()
     page.get_by_role("button", name="Sign out").click()
     expect(page.get_by_role("heading", level=1, name="Sign in")).to_be_visible()
+    assert page.evaluate("sessionStorage.getItem('continuo.console.key')") is None
+    # A key the server stops accepting (revoked) sends the page back to sign-in.
+    page.evaluate("sessionStorage.setItem('continuo.console.key', 'sk-revoked')")
+    visit(page, f"{store.url}/console#/responses/{store.picnic}")
+    expect(page.get_by_role("alert")).to_have_text(re.compile("no longer accepts this key"))
     assert page.evaluate("sessionStorage.getItem('continuo.console.key')") is None
 
 
@@ -233,7 +249,7 @@ def test_a_chain_with_a_branch_is_a_tree_of_links(page, store):
 
 def test_the_response_page_shows_calls_outputs_reasoning_usage_and_metadata(page, store):
     sign_in(page, store.url, ALPHA_KEY)
-    page.goto(f"{store.url}/console#/responses/{store.weather_answer}")
+    visit(page, f"{store.url}/console#/responses/{store.weather_answer}")
     expect(page.get_by_role("heading", level=1)).to_contain_text(store.weather_answer)
     call = page.locator("#input li[data-type=function_call]")
     expect(call).to_contain_text("get_weather")
@@ -301,11 +317,11 @@ def test_a_second_key_sees_nothing_of_the_first_project(page, store):
     assert listed(page) == [store.beta_secret]
     apply_filters(page, Search="picnic")
     expect(page.get_by_text("No response matches these filters.")).to_be_visible()
-    page.goto(f"{store.url}/console#/responses/{store.picnic}")
+    visit(page, f"{store.url}/console#/responses/{store.picnic}")
     expect(page.get_by_role("heading", level=1)).to_have_text("Not found")
     expect(page.get_by_role("alert")).to_contain_text("not found")
     expect(page.locator("main")).not_to_contain_text("Plan a picnic")
-    page.goto(f"{store.url}/console#/responses/{store.beta_secret}")
+    visit(page, f"{store.url}/console#/responses/{store.beta_secret}")
     tree = page.get_by_role("list", name="Chain")
     expect(tree.locator("li")).to_have_count(1)
     expect(tree).not_to_contain_text(store.picnic)
@@ -338,10 +354,10 @@ def test_screenshots(page, store, tmp_path):
     sign_in(page, store.url, ALPHA_KEY)
     listed(page)
     page.screenshot(path=str(folder / "console-list.png"))
-    page.goto(f"{store.url}/console#/responses/{store.weather_answer}")
+    visit(page, f"{store.url}/console#/responses/{store.weather_answer}")
     expect(page.locator("#output li[data-type=message]")).to_be_visible()
     page.screenshot(path=str(folder / "console-response.png"), full_page=True)
-    page.goto(f"{store.url}/console#/responses/{store.sandwiches}")
+    visit(page, f"{store.url}/console#/responses/{store.sandwiches}")
     chain = page.locator("#chain")
     expect(chain.locator("[aria-current=page]")).to_be_visible()
     chain.screenshot(path=str(folder / "console-chain.png"))
