@@ -40,6 +40,10 @@ BETA_KEY = "sk-console-beta-0002"
 KEYS = "".join(
     f'[[keys]]\nproject = "{p}"\nhash = "{hash_key(k)}"\n\n' for p, k in [("alpha", ALPHA_KEY), ("beta", BETA_KEY)]
 )
+# A 1x1 PNG, inline.
+PIXEL = "data:image/png;base64," + (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+)
 WEATHER_TOOL = {
     "type": "function",
     "name": "get_weather",
@@ -62,6 +66,7 @@ class Store:
     indoors: str  # the other branch
     weather_call: str  # a function call (model gpt-other, metadata team=blue)
     weather_answer: str  # its output's turn, with reasoning
+    picture: str  # an input with an inline image and a remote one
     beta_secret: str
 
 
@@ -100,8 +105,23 @@ def store(upstream, tmp_path_factory) -> Iterator[Store]:
             tools=[WEATHER_TOOL],
             metadata={"team": "blue"},
         )
+        picture = alpha.responses.create(
+            model="gpt-test",
+            input=[
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "input_text", "text": "Describe these pictures"},
+                        {"type": "input_image", "image_url": PIXEL, "detail": "auto"},
+                        {"type": "input_image", "image_url": "https://example.invalid/cat.png", "detail": "auto"},
+                    ],
+                }
+            ],
+        )
         beta_secret = beta.responses.create(model="gpt-test", input="Beta's secret plan")
-    yield Store(server.url, picnic.id, sandwiches.id, indoors.id, weather_call.id, weather_answer.id, beta_secret.id)
+    yield Store(
+        server.url, picnic.id, sandwiches.id, indoors.id, weather_call.id, weather_answer.id, picture.id, beta_secret.id
+    )
     server.stop()
 
 
@@ -182,7 +202,8 @@ def test_sign_in_refuses_a_wrong_key_then_lists_the_projects_responses(page, sto
     sign_in(page, store.url, ALPHA_KEY)
     ids = listed(page)
     # Newest first; responses made in the same second may come in either order.
-    assert set(ids[:5]) == {store.weather_answer, store.weather_call, store.indoors, store.sandwiches, store.picnic}
+    alphas = {store.picture, store.weather_answer, store.weather_call, store.indoors, store.sandwiches, store.picnic}
+    assert set(ids[:6]) == alphas
     assert store.beta_secret not in ids
     row = page.get_by_role("row").filter(has_text=store.weather_call)
     expect(row).to_contain_text("completed")  # the status in words, not only in colour
@@ -266,6 +287,17 @@ def test_the_response_page_shows_calls_outputs_reasoning_usage_and_metadata(page
     expect(overview).to_contain_text("gpt-other")
     expect(overview).to_contain_text("foreground")
     expect(overview.get_by_role("link", name=store.weather_call)).to_be_visible()
+
+
+def test_images_inside_a_response_are_shown_and_remote_ones_are_not_fetched(page, store):
+    sign_in(page, store.url, ALPHA_KEY)
+    visit(page, f"{store.url}/console#/responses/{store.picture}")
+    message = page.locator("#input li[data-type=message]")
+    expect(message).to_contain_text("Describe these pictures")
+    image = message.get_by_role("img", name="Input image")
+    expect(image).to_have_count(1)
+    assert image.evaluate("img => img.complete && img.naturalWidth") == 1  # decoded: the CSP lets data: images in
+    expect(message).to_contain_text("Input image: https://example.invalid/cat.png")
 
 
 def test_a_background_run_is_followed_live_and_cancelled(page, store, upstream):
