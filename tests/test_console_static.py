@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import http.client
 import re
+import subprocess
+import sys
+import zipfile
 from collections.abc import Iterator
 from importlib import resources
+from pathlib import Path
 
 import httpx
 import pytest
@@ -116,3 +120,33 @@ def test_nothing_outside_the_console_folder_is_served(keyed, path):
     answer = httpx.get(keyed.url + path)
     assert answer.status_code == 404
     assert answer.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_a_built_wheel_carries_every_console_file(tmp_path):
+    """A non-editable install has the console: the wheel holds each file of the folder."""
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path),
+            str(root),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("continuo-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        packed = {name for name in archive.namelist() if name.startswith("continuo/console/")}
+    shipped = {
+        f"continuo/console/{path.relative_to(root / 'src/continuo/console')}"
+        for path in (root / "src/continuo/console").rglob("*")
+        if path.is_file()
+    }
+    assert packed == shipped and "continuo/console/js/main.js" in packed
