@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -220,18 +221,37 @@ def test_sign_in_refuses_a_wrong_key_then_lists_the_projects_responses(page, sto
     assert page.evaluate("sessionStorage.getItem('continuo.console.key')") is None
 
 
+def clear(page: Any) -> None:
+    page.get_by_role("button", name="Clear").click()
+    wait_until(lambda: page.url.endswith("#/responses"))
+    drawn(page)
+
+
+def when(offset: int) -> str:
+    """A time ``offset`` seconds from now as a datetime-local field takes it (the browser's
+    time zone is UTC)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() + offset))
+
+
 def test_filters_and_search_narrow_the_list(page, store):
     sign_in(page, store.url, ALPHA_KEY)
     apply_filters(page, Model="gpt-other")
     assert sorted(listed(page)) == sorted([store.weather_answer, store.weather_call])
     assert "model=gpt-other" in page.url  # the filters live in the address: back and reload keep them
-    page.get_by_role("button", name="Clear").click()
+    clear(page)
     apply_filters(page, Metadata_key="team", Metadata_value="red")
     newest_first = listed(page)
     assert sorted(newest_first) == sorted([store.sandwiches, store.picnic])
     apply_filters(page, Order="asc")
     assert listed(page) == newest_first[::-1]
-    page.get_by_role("button", name="Clear").click()
+    clear(page)
+    apply_filters(page, Model="gpt-other", Mode="foreground", Created_after=when(-3600), Created_before=when(60))
+    assert sorted(listed(page)) == sorted([store.weather_answer, store.weather_call])
+    apply_filters(page, Mode="background")
+    expect(page.get_by_text("No response matches these filters.")).to_be_visible()
+    apply_filters(page, Mode="", Created_after="", Created_before=when(-3600))
+    expect(page.get_by_text("No response matches these filters.")).to_be_visible()
+    clear(page)
     apply_filters(page, Search="indoors")
     assert listed(page) == [store.indoors]
     apply_filters(page, Search="", Status="failed")
