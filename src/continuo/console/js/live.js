@@ -58,6 +58,7 @@ export function follow(responseId, region, signal, onEnd) {
       } catch (error) {
         if (signal.aborted) return;
         status.textContent = `The stream was interrupted: ${error.message}`;
+        await new Promise((resolve) => setTimeout(resolve, 1000 * (attempt + 1)));
       }
     }
     if (!signal.aborted) onEnd();
