@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -13,7 +13,7 @@ import pytest
 
 from continuo.api.app import create_app
 from continuo.backends.base import Finish, ModelRequest, ReasoningDelta, ToolCallDelta, UpstreamError
-from continuo.backends.http import sse_events
+from continuo.backends.http import MalformedStream, SSEParser
 from continuo.backends.responses import Translator, build_payload
 from continuo.config import parse_config
 from tests.support.fake_responses import FakeResponsesUpstream, Reply, error_body
@@ -501,12 +501,20 @@ def test_error_events_raise(event):
     assert error.value.message == "provider 'p' failed: flat" and error.value.status == 502
 
 
-async def test_sse_parsing_joins_data_lines_and_skips_comments():
-    async def lines() -> AsyncIterator[str]:
-        for line in [": keep-alive", "", "event: a", "data: {", 'data: "x": 1}', "", "data: [DONE]"]:
-            yield line
+def test_sse_parsing_joins_data_lines_and_skips_comments():
+    stream = b': keep-alive\r\n\nevent: a\ndata: {\ndata: "x": 1}\n\ndata:[DONE]'
+    parser = SSEParser()
+    # Fed a byte at a time, as a slow upstream might send it: the same events.
+    events = [event for i in range(len(stream)) for event in parser.feed(stream[i : i + 1])]
+    assert events + parser.close() == [("a", b'{\n"x": 1}'), (None, b"[DONE]")]
 
-    assert [event async for event in sse_events(lines())] == [("a", '{\n"x": 1}'), (None, "[DONE]")]
+
+def test_sse_parser_refuses_a_line_over_the_limit():
+    parser = SSEParser(line_limit=8)
+    with pytest.raises(MalformedStream):
+        parser.feed(b"data: 0123456789")
+    with pytest.raises(MalformedStream):
+        SSEParser(line_limit=8).feed(b"data: 0123456789\n\n")
 
 
 def test_payload_keeps_ids_only_where_the_schema_needs_them():

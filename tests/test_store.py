@@ -252,3 +252,39 @@ async def test_a_large_read_leaves_the_event_loop(store):
     large = await store._read(count, 200_000)
     assert small == (10, threading.current_thread().name)  # on the loop's own thread
     assert large[0] == 200_000 and large[1].startswith("continuo-sqlite")  # moved to a worker
+
+
+async def test_the_sqlite_form_of_save_writes_what_sqlalchemy_writes(tmp_path):
+    """``save`` on SQLite runs a hand-written sqlite3 form (store/ops/responses.py): the
+    rows it writes are those SQLAlchemy's ``save`` writes, column for column."""
+    from continuo.store import engine
+    from continuo.store.ops import responses as ops
+
+    saved = response(
+        "resp_1", previous=None, background=True, metadata={"k": "v"}, usage={"input_tokens": 3}
+    )
+    items = [user("msg_in_1", "hello"), {"type": "function_call_output", "call_id": "c", "output": "x"}]
+    tables: list[dict[str, list[tuple[Any, ...]]]] = []
+    for raw in (True, False):
+        store = SQLStore(f"sqlite:///{tmp_path / f'{raw}.db'}")
+        await store.open()
+        form = engine._SQLITE_FORMS.pop(ops.save) if not raw else None
+        try:
+            await store.save_response("p", saved, items)
+        finally:
+            if form is not None:
+                engine._SQLITE_FORMS[ops.save] = form
+
+        def rows(conn) -> dict[str, list[tuple[Any, ...]]]:
+            return {
+                table: [tuple(row) for row in conn.execute(text(f"SELECT * FROM {table} ORDER BY 1, 2"))]
+                for table in ("responses", "items")
+            }
+
+        found = await store._read(rows)
+        # updated_at_us is the time of the write itself.
+        found["responses"] = [row[:6] + row[7:] for row in found["responses"]]
+        tables.append(found)
+        await store.close()
+    assert tables[0] == tables[1]
+    assert len(tables[0]["items"]) == 3 and len(tables[0]["responses"]) == 1

@@ -60,6 +60,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from continuo.api.app import create_app
+    from continuo.api.corked import CorkedHttpToolsProtocol
     from continuo.observability import setup_logging, setup_tracing
 
     config = load_config(args.config)
@@ -74,7 +75,7 @@ def _serve(args: argparse.Namespace) -> int:
         "host": host,
         "port": port,
         "loop": "auto",
-        "http": "auto",
+        "http": CorkedHttpToolsProtocol,  # uvicorn's httptools protocol, writes gathered
         "log_level": args.log_level or config.logging.level,
         "log_config": None,  # the logging set up above, for uvicorn's lines too
         "access_log": False,

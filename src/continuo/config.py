@@ -38,6 +38,8 @@ HTTP_ONLY = ("base_url", "api_key_env", "headers", "connect_timeout", "max_retri
 __all__ = ["ConfigError", "load_config", "parse_config"]
 
 NonEmpty = Annotated[str, Field(min_length=1)]
+# Fractions allowed (0.5: twelve hours); at most 100,000 days, which also keeps out inf.
+RetainDays = Annotated[float, Field(ge=0, le=100_000)]
 Positive = Annotated[float, Field(gt=0)]
 Count = Annotated[int, Field(ge=0)]
 
@@ -58,6 +60,13 @@ class ServerConfig(_Section):
     max_body_bytes: Annotated[int, Field(ge=1)] = 50 * 1024 * 1024
     # Server processes on one port; 0 or "auto": one per core.
     workers: Count | Literal["auto"] = 1
+    # Retention: days a response is kept after it was created (and a conversation after
+    # its last use), for every project without a [[projects]] retain_days of its own.
+    # None or 0: kept until deleted. The sweep runs every retention_interval seconds, in
+    # transactions of at most retention_batch rows.
+    retain_days: RetainDays | None = None
+    retention_interval: Annotated[float, Field(gt=0, le=86_400)] = 60.0
+    retention_batch: Annotated[int, Field(ge=1, le=100_000)] = 100
 
 
 def database_url_problem(url: str) -> str | None:
@@ -263,6 +272,15 @@ class ProviderConfig(_Section):
         return {"cache_ram_mib": self.cache_ram_mib} if self.cache_ram_mib is not None else {}
 
 
+class ProjectConfig(_Section):
+    """``[[projects]]``: settings of one project (the name its keys carry; "" is the
+    project of what was stored while no key existed)."""
+
+    name: Annotated[str, Field(max_length=128)]
+    # Overrides [server] retain_days; 0: kept until deleted; absent: the server's default.
+    retain_days: RetainDays | None = None
+
+
 class ModelConfig(_Section):
     name: NonEmpty
     provider: NonEmpty
@@ -283,6 +301,7 @@ class Config(_Section):
     mcp: MCPConfig = Field(default_factory=MCPConfig)
     mcp_servers: list[MCPServerConfig] = Field(default_factory=list)
     keys: list[KeyConfig] = Field(default_factory=list)
+    projects: list[ProjectConfig] = Field(default_factory=list)
     providers: list[ProviderConfig] = Field(default_factory=list)
     models: list[ModelConfig] = Field(default_factory=list)
 
@@ -293,6 +312,11 @@ class Config(_Section):
             if provider.name in seen:
                 raise _problem(f"providers[{i}].name", f"another provider is already named {provider.name!r}")
             seen.add(provider.name)
+        projects: set[str] = set()
+        for i, project in enumerate(self.projects):
+            if project.name in projects:
+                raise _problem(f"projects[{i}].name", f"another [[projects]] entry is already named {project.name!r}")
+            projects.add(project.name)
         names: set[str] = set()
         for i, model in enumerate(self.models):
             if model.name in names:

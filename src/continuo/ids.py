@@ -1,10 +1,16 @@
 """Identifiers in OpenAI's shapes (``resp_…``, ``msg_…``, ``fc_…``, ``rs_…``)."""
 
 import secrets
+import time
 
 
 def new_id(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_hex(24)}"
+    """``prefix_`` and 48 hex digits: the time in microseconds (14 digits), then 136 random
+    bits. OpenAI's ids also begin with the time; here it keeps each new row at the end of
+    the id indexes, where SQLite's pages are in memory, instead of at a random place in
+    them (a stored response cost 0.101 ms of SQLite's time with random ids, 0.058 ms with
+    these, at 50,000 stored responses: docs/performance.md)."""
+    return f"{prefix}_{time.time_ns() // 1000:014x}{secrets.token_hex(17)}"
 
 
 ITEM_PREFIX = {

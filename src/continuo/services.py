@@ -17,6 +17,7 @@ from continuo.core.keys import KeyRing
 from continuo.core.limits import LimitCounts, Limiter
 from continuo.core.long_context import LongContextService
 from continuo.core.mcp import MCPClients
+from continuo.core.retention import RetentionPolicy, RetentionSweeper
 from continuo.core.routing import Router
 from continuo.core.sealing import load_sealer
 from continuo.core.service import ResponsesService
@@ -44,6 +45,7 @@ class Services:
     limiter: Limiter
     conversations: ConversationService
     long_context: LongContextService
+    retention: RetentionSweeper
 
     @classmethod
     async def open(cls, config: Config) -> Services:
@@ -70,6 +72,13 @@ class Services:
             log.warning("no API key is configured: the server is open to anyone who can reach it")
         counts: LimitCounts = store if config.limits.redis_url is None else RedisLimitCounts(config.limits.redis_url)
         limiter = Limiter(config.limits, counts)
+        retention = RetentionSweeper(
+            store,
+            RetentionPolicy.from_config(config),
+            interval=config.server.retention_interval,
+            batch=config.server.retention_batch,
+        )
+        await retention.start()
         return cls(
             config,
             store,
@@ -82,10 +91,12 @@ class Services:
             limiter,
             ConversationService(store),
             long_context,
+            retention,
         )
 
     async def aclose(self) -> None:
         # Foreground requests have drained by now (the server waits for them).
+        await self.retention.stop()
         await self.background.stop()
         await self.limiter.aclose()
         if isinstance(self.limiter.counts, RedisLimitCounts):

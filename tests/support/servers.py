@@ -13,6 +13,7 @@ from typing import Any
 
 import uvicorn
 
+from continuo.api.corked import CorkedHttpToolsProtocol
 from tests.support import wire
 
 
@@ -29,7 +30,11 @@ class ServerThread:
         self.sock.bind(("127.0.0.1", 0))
         self.port: int = self.sock.getsockname()[1]
         served = app if self.recorder is None else self.recorder
-        config = uvicorn.Config(served, loop="uvloop", log_level="warning", lifespan="on", timeout_graceful_shutdown=5)
+        # Continuo itself on the HTTP protocol `continuo serve` uses.
+        http: Any = "auto" if self.recorder is None else CorkedHttpToolsProtocol
+        config = uvicorn.Config(
+            served, loop="uvloop", http=http, log_level="warning", lifespan="on", timeout_graceful_shutdown=5
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
         if self.recorder is not None:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
+from starlette.types import Receive, Scope, Send
 
 from continuo.api.auth import AuthMiddleware
 from continuo.api.errors import EXCEPTION_HANDLERS
@@ -16,6 +17,14 @@ from continuo.api.routes import ROUTES
 from continuo.api.websocket import responses_socket
 from continuo.config import Config, load_config
 from continuo.services import Services
+
+
+class _App(Starlette):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # The server's own send, for the body of a stream: once an answer has started, the
+        # middlewares' send wrappers have nothing left to see (api/responses.py).
+        scope["continuo.body_send"] = send
+        await super().__call__(scope, receive, send)
 
 
 def create_app(config: Config) -> Starlette:
@@ -28,13 +37,14 @@ def create_app(config: Config) -> Starlette:
         app.state.keyring = services.keyring
         app.state.limiter = services.limiter
         app.state.conversations = services.conversations
+        app.state.retention = services.retention
         try:
             yield
         finally:
             await services.aclose()
 
     routes = [*ROUTES, WebSocketRoute("/v1/responses", responses_socket)]
-    app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    app = _App(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
     app.router.redirect_slashes = False  # a bodyless 307 is not an OpenAI-shaped answer
     app.add_middleware(AuthMiddleware)
     app.add_middleware(ObserveMiddleware)  # outermost: ids, metrics and spans for every answer, 401s included

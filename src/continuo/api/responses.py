@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from continuo.core.builder import Event
 
@@ -15,15 +17,70 @@ def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | Non
     return Response(orjson.dumps(body), status_code=status, headers=headers, media_type="application/json")
 
 
-async def _frames(events: AsyncIterator[Event]) -> AsyncIterator[bytes]:
-    # One chunk per event, LF line ends, a blank line after each.
-    async for kind, data in events:
-        yield b"event: " + kind.encode() + b"\ndata: " + data + b"\n\n"
+_HEADS: dict[str, bytes] = {}
 
 
-def sse_response(events: AsyncIterator[Event]) -> StreamingResponse:
-    return StreamingResponse(
-        _frames(events),
-        media_type="text/event-stream",
-        headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
-    )
+def sse_frame(kind: str, data: bytes) -> bytes:
+    """One event as SSE: LF line ends, a blank line after it."""
+    head = _HEADS.get(kind)
+    if head is None:
+        head = b"event: " + kind.encode() + b"\ndata: "
+        if len(_HEADS) < 256:  # event types are few; a bound all the same
+            _HEADS[kind] = head
+    return head + data + b"\n\n"
+
+
+_SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+class SSEResponse(Response):
+    """A stream of events, one chunk each. Written straight to ``send``: Starlette's
+    ``StreamingResponse`` ran every stream in an anyio task group, whose cancel scopes
+    cost more than the writing (docs/performance.md). A client that goes away cancels the
+    writer, which closes ``events`` (so the run behind them stops); ``on_close`` runs on
+    every way out."""
+
+    def __init__(self, events: AsyncIterator[Event], on_close: Callable[[], Awaitable[None]] | None = None) -> None:
+        self.events = events
+        self.on_close = on_close
+        self.status_code = 200
+        self.background = None
+        self.raw_headers = list(_SSE_HEADERS)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        writer = asyncio.current_task()
+        assert writer is not None
+        gone = finished = False
+
+        async def watch() -> None:
+            nonlocal gone
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            if not finished:  # the server's "disconnect" once the response is complete
+                gone = True
+                writer.cancel()
+
+        watcher = asyncio.get_running_loop().create_task(watch())
+        events = self.events
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            body_send = scope.get("continuo.body_send", send)  # api/app.py
+            async for kind, data in events:
+                await body_send({"type": "http.response.body", "body": sse_frame(kind, data), "more_body": True})
+            await body_send({"type": "http.response.body", "body": b"", "more_body": False})
+            finished = True
+        except asyncio.CancelledError:
+            if not gone:
+                raise
+            writer.uncancel()  # the client's leaving ends the stream, not the server
+        finally:
+            watcher.cancel()
+            close = getattr(events, "aclose", None)
+            if close is not None:
+                await close()
+            if self.on_close is not None:
+                await self.on_close()

@@ -17,7 +17,7 @@ from continuo.api.params import json_body as _json_body
 from continuo.api.params import limit as _limit
 from continuo.api.params import order as _order
 from continuo.api.params import project as _project
-from continuo.api.responses import json_response, sse_response
+from continuo.api.responses import SSEResponse, json_response
 from continuo.core.builder import Event
 from continuo.core.limits import Limiter
 from continuo.core.service import ResponsesService
@@ -40,14 +40,10 @@ async def _stream(request: Request, events: AsyncIterator[Event]) -> Response:
             "Too many concurrent streams on this key.", status=429, type="requests", code="rate_limit_exceeded"
         )
 
-    async def held() -> AsyncIterator[Event]:
-        try:
-            async for event in events:
-                yield event
-        finally:
-            await limiter.close_stream(slot)
+    async def release() -> None:
+        await limiter.close_stream(slot)
 
-    return sse_response(held())
+    return SSEResponse(events, on_close=release)
 
 
 async def create_response(request: Request) -> Response:

@@ -2,38 +2,46 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 from continuo.backends import chat_format as cf
-from continuo.backends.base import Delta, DeltaStream, Finish, ModelRequest, ToolCallDelta, UpstreamError
+from continuo.backends.base import Delta, DeltaStream, Finish, ModelRequest, TextDelta, ToolCallDelta, UpstreamError
 from continuo.backends.http import DeltaList, HTTPProvider, SSEStream, error_in_body
 from continuo.backends.required import enforce
 from continuo.backends.tokenize_route import TokenizeRoute, server_root
 
 
 class _ChunkStream(SSEStream):
-    async def __aiter__(self) -> AsyncIterator[Delta]:
-        finished = False
-        calls: set[int] = set()
-        named: set[int] = set()
-        async for _name, chunk in self.events():
-            if (error := error_in_body(self.provider, chunk)) is not None:
-                raise error
-            try:
-                deltas = list(cf.chunk_deltas(chunk))
-            except cf.Malformed as exc:
-                raise UpstreamError(f"provider '{self.provider}' sent a malformed chunk: {exc}") from None
-            for delta in deltas:
-                if isinstance(delta, ToolCallDelta):
-                    calls.add(delta.index)
-                    if delta.name:
-                        named.add(delta.index)
-                finished = finished or isinstance(delta, Finish)
-                yield delta
-        if not finished:
+    finished = False
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.calls: set[int] = set()
+        self.named: set[int] = set()
+
+    def deltas(self, name: str | None, chunk: dict[str, Any]) -> list[Delta]:
+        text = cf.plain_text(chunk)
+        if text is not None:
+            return [TextDelta(text)] if text else []
+        if (error := error_in_body(self.provider, chunk)) is not None:
+            raise error
+        try:
+            deltas = list(cf.chunk_deltas(chunk))
+        except cf.Malformed as exc:
+            raise UpstreamError(f"provider '{self.provider}' sent a malformed chunk: {exc}") from None
+        for delta in deltas:
+            if isinstance(delta, ToolCallDelta):
+                self.calls.add(delta.index)
+                if delta.name:
+                    self.named.add(delta.index)
+            elif isinstance(delta, Finish):
+                self.finished = True
+        return deltas
+
+    def end(self) -> None:
+        if not self.finished:
             raise UpstreamError(f"provider '{self.provider}' ended the stream before finishing")
-        if calls - named:
+        if self.calls - self.named:
             raise UpstreamError(f"provider '{self.provider}' sent a malformed tool call: it has no function name")
 
 

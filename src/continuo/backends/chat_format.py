@@ -274,6 +274,30 @@ def _finish(value: Any) -> Finish | None:
     return Finish(value) if value else None
 
 
+_PLAIN_DELTA = frozenset(("content", "role"))
+
+
+def plain_text(chunk: dict[str, Any]) -> str | None:
+    """The text of a chunk that carries nothing but text (most of a stream), or None when
+    it carries anything else and ``chunk_deltas`` must read it. A few dictionary lookups
+    instead of the general reading, which was a tenth of a stream's own work."""
+    if "error" in chunk or chunk.get("usage"):
+        return None
+    choices = chunk.get("choices")
+    if type(choices) is not list or len(choices) != 1:
+        return None
+    choice = choices[0]
+    if type(choice) is not dict or choice.get("finish_reason") is not None:
+        return None
+    delta = choice.get("delta")
+    if type(delta) is not dict or not delta.keys() <= _PLAIN_DELTA:
+        return None
+    content = delta.get("content")
+    if content is None:
+        return ""
+    return content if type(content) is str else None
+
+
 def chunk_deltas(chunk: dict[str, Any]) -> Iterator[Delta]:
     """The deltas in one streamed ``chat.completion.chunk``."""
     for choice in _list(chunk.get("choices"), "choices"):

@@ -20,7 +20,7 @@ type. ``drop_params`` otherwise names top-level fields of the upstream body to l
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from continuo.backends.base import (
@@ -296,20 +296,23 @@ def response_deltas(provider: str, body: dict[str, Any]) -> list[Delta]:
 
 
 class _EventStream(SSEStream):
-    async def __aiter__(self) -> AsyncIterator[Delta]:
-        translator = Translator(self.provider)
-        async for name, event in self.events():
-            if name and "type" not in event:
-                event["type"] = name
-            try:
-                deltas = translator.feed(event)
-            except Malformed as exc:
-                raise UpstreamError(f"provider '{self.provider}' sent a malformed stream event: {exc}") from None
-            for delta in deltas:
-                yield delta
-            if translator.done:
-                return
-        raise UpstreamError(f"provider '{self.provider}' ended the stream before finishing")
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.translator = Translator(self.provider)
+
+    def deltas(self, name: str | None, event: dict[str, Any]) -> list[Delta]:
+        if name and "type" not in event:
+            event["type"] = name
+        try:
+            deltas = self.translator.feed(event)
+        except Malformed as exc:
+            raise UpstreamError(f"provider '{self.provider}' sent a malformed stream event: {exc}") from None
+        self.over = self.translator.done
+        return deltas
+
+    def end(self) -> None:
+        if not self.translator.done:
+            raise UpstreamError(f"provider '{self.provider}' ended the stream before finishing")
 
 
 class ResponsesBackend(HTTPProvider):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -44,16 +45,42 @@ class JSONSink(_Keep):
             await super().persist(builder, closing)
 
 
+class _Channel:
+    """Batches of events from the run's task to the stream's, in order; ``None`` ends
+    them. A deque and one waiting future: ``asyncio.Queue`` cost twice as much a batch."""
+
+    __slots__ = ("batches", "waiter")
+
+    def __init__(self) -> None:
+        self.batches: deque[list[Event] | None] = deque()
+        self.waiter: asyncio.Future[None] | None = None
+
+    def put(self, batch: list[Event] | None) -> None:
+        self.batches.append(batch)
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def get(self) -> list[Event] | None:
+        while not self.batches:
+            self.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+        return self.batches.popleft()
+
+
 class QueueSink(_Keep):
-    """A stream: events go to the HTTP response through a queue."""
+    """A stream: events go to the HTTP response through a channel."""
 
     def __init__(self, store: Store, job: Job) -> None:
         super().__init__(store, job)
-        self.queue: asyncio.Queue[list[Event] | None] = asyncio.Queue()
+        self.queue = _Channel()
 
     async def emit(self, events: list[Event]) -> None:
         if events:
-            await self.queue.put(events)
+            self.queue.put(events)
 
 
 async def answer(driver: RunDriver, store: Store, job: Job, upstream: DeltaStream | None) -> dict[str, Any]:
@@ -90,7 +117,7 @@ def stream(
         finally:
             # [conversations hook 5] every way out lets the conversation go
             await conversations.release(store, job.request, job.response["id"])
-            await sink.queue.put(None)
+            sink.queue.put(None)
 
     task = asyncio.get_running_loop().create_task(produce())
     tasks.add(task)
@@ -98,10 +125,11 @@ def stream(
     return _consume(sink.queue, task)
 
 
-async def _consume(queue: asyncio.Queue[list[Event] | None], task: asyncio.Task[None]) -> AsyncIterator[Event]:
+async def _consume(queue: _Channel, task: asyncio.Task[None]) -> AsyncIterator[Event]:
     finished = False
+    batches = queue.batches
     try:
-        while (batch := await queue.get()) is not None:
+        while (batch := batches.popleft() if batches else await queue.get()) is not None:
             for event in batch:
                 yield event
         finished = True

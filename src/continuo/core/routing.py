@@ -10,6 +10,8 @@ from continuo.config import Config, ProviderConfig
 from continuo.errors import InvalidRequest
 from continuo.observability import observe_backend
 
+_OBSERVED_KEPT = 1024
+
 
 @dataclass(slots=True)
 class Route:
@@ -28,6 +30,9 @@ class Router:
             m.name: (self.backends[m.provider], providers[m.provider], m.upstream_model, m.context_window)
             for m in config.models
         }
+        # Each model name's observed backend, made once (the catch-all route takes any
+        # name, so only so many are kept).
+        self._observed: dict[str, Backend] = {}
 
     def _entry(self, model: str) -> tuple[Backend, ProviderConfig, str | None, int | None]:
         route = self.routes.get(model) or self.routes.get("*")
@@ -45,7 +50,12 @@ class Router:
 
     def resolve(self, model: str) -> Route:
         backend, provider, upstream, window = self._entry(model)
-        return Route(observe_backend(backend, provider.name, model), provider, upstream or model, window)
+        observed = self._observed.get(model)
+        if observed is None:
+            observed = observe_backend(backend, provider.name, model)
+            if len(self._observed) < _OBSERVED_KEPT:
+                self._observed[model] = observed
+        return Route(observed, provider, upstream or model, window)
 
     def model_names(self) -> list[str]:
         """The names to list: every configured one (not "*"), and the name of each

@@ -78,6 +78,12 @@ STORE_SECONDS = Histogram(
     buckets=FAST,
     registry=REGISTRY,
 )
+RETENTION_DELETED = Counter(
+    "continuo_retention_deleted",
+    "Responses and conversations deleted by retention in this process, by kind",
+    ["kind"],
+    registry=REGISTRY,
+)
 
 BACKGROUND_STATUSES = ("queued", "in_progress", "completed", "failed", "cancelled", "incomplete")
 

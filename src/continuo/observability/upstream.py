@@ -141,7 +141,9 @@ class ObservedStream:
         call = self.call
         try:
             async for delta in self.stream:
-                call.delta(delta)
+                # Text after the first token tells the call nothing new.
+                if not call.first_token or type(delta) is not TextDelta:
+                    call.delta(delta)
                 yield delta
         except UpstreamError as exc:
             call.finish(exc)

@@ -39,6 +39,32 @@ class _Busy(Exception):
     """The SQLite write lock is held by a worker thread."""
 
 
+# Hand-written sqlite3 forms of the hottest operations, by the SQLAlchemy operation they
+# stand for, with when each applies: on SQLite, SQLAlchemy's work per statement (compiling
+# the parameters, the connection's events, result objects) cost more than SQLite's own
+# (docs/performance.md).
+_SQLITE_FORMS: dict[Callable[..., Any], tuple[Callable[..., Any], Callable[..., bool]]] = {}
+
+
+def sqlite_form(
+    operation: Callable[..., Any], applies: Callable[..., bool]
+) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """Register the decorated function (``raw_sqlite3_connection, *args``) as what SQLite
+    runs for ``operation`` when ``applies(*args)``; otherwise, and on PostgreSQL,
+    ``operation`` itself runs."""
+
+    def register(raw: Callable[..., T]) -> Callable[..., T]:
+        _SQLITE_FORMS[operation] = (raw, applies)
+        return raw
+
+    return register
+
+
+def _raw_form(operation: Callable[..., Any], args: tuple[Any, ...]) -> Callable[..., Any] | None:
+    form = _SQLITE_FORMS.get(operation)
+    return form[0] if form is not None and form[1](*args) else None
+
+
 def _url(url: str) -> tuple[str, bool]:
     """The URL with the driver Continuo uses, and whether it is SQLite."""
     parsed = make_url(url)
@@ -154,6 +180,7 @@ class Database:
             # SQLITE_BUSY (which cost hundreds of milliseconds at 16 concurrent requests).
             self.write_lock = threading.Lock()
             self.writes = 0
+            self._raw: sqlite3.Connection | None = None
         else:
             self.engine = create_async_engine(self.url, pool_size=pool_size)
 
@@ -180,7 +207,31 @@ class Database:
     def _sqlite_write(self, operation: Callable[..., T], args: tuple[Any, ...]) -> T:
         assert self.sqlite is not None
         with self.write_lock, _transaction(self.sqlite, write=True) as conn:
+            form = _raw_form(operation, args)
+            if form is not None:
+                return form(conn.connection.dbapi_connection, *args)  # type: ignore[no-any-return]
             return operation(conn, *args)
+
+    def _raw_inline(self) -> sqlite3.Connection:
+        """The loop's own connection, without SQLAlchemy around it (its pool has just it)."""
+        if self._raw is None:
+            assert self.inline is not None
+            fairy = self.inline.raw_connection()
+            self._raw = fairy.dbapi_connection  # type: ignore[assignment]
+            fairy.close()  # back to the pool, which keeps it open
+        assert self._raw is not None
+        return self._raw
+
+    def _inline_raw_write(self, raw_operation: Callable[..., T], args: tuple[Any, ...]) -> T:
+        raw = self._raw_inline()
+        raw.execute("BEGIN IMMEDIATE")
+        try:
+            result = raw_operation(raw, *args)
+        except BaseException:
+            raw.rollback()
+            raise
+        raw.commit()
+        return result
 
     def _sqlite_checkpoint(self) -> None:
         # Under the write lock: with writes going on meanwhile the WAL would never be
@@ -196,6 +247,9 @@ class Database:
             if not self.write_lock.acquire(blocking=False):
                 raise _Busy
             try:
+                form = _raw_form(operation, args)
+                if form is not None:
+                    return self._inline_raw_write(form, args)  # type: ignore[no-any-return]
                 with _transaction(self.inline, write=True) as conn:
                     return operation(conn, *args)
             finally:
@@ -235,6 +289,15 @@ class Database:
     async def _write(self, operation: Callable[..., T], *args: Any) -> T:
         if self.engine is None:
             return await self._sqlite(operation, args, write=True)
+        async with self.engine.begin() as conn:
+            return await conn.run_sync(operation, *args)
+
+    @timed_store  # observability: store operation latency and spans
+    async def _write_aside(self, operation: Callable[..., T], *args: Any) -> T:
+        """A write that must never run on the event loop (a retention batch): on SQLite
+        always in a worker thread, queued behind the write lock like any waiting writer."""
+        if self.engine is None:
+            return await asyncio.get_running_loop().run_in_executor(self.threads, self._sqlite_write, operation, args)
         async with self.engine.begin() as conn:
             return await conn.run_sync(operation, *args)
 

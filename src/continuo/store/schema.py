@@ -54,6 +54,8 @@ responses = Table(
     Column("lease_until_us", BigInteger, nullable=True),
     Column("cancel_requested", Boolean, nullable=False, server_default=false()),
     Index("ix_responses_status_queued_at_us", "status", "queued_at_us"),
+    # Retention walks a project's responses oldest first.
+    Index("ix_responses_project_created_at_us", "project", "created_at_us"),
 )
 
 items = Table(
@@ -127,7 +129,11 @@ conversations = Table(
     Column("next_position", BigInteger, nullable=False, server_default="0"),
     Column("active_response_id", String(64), nullable=True),
     Column("active_until_us", BigInteger, nullable=True),
+    # The last time it was created, added to or changed: retention deletes a conversation
+    # idle for its project's retain_days.
+    Column("updated_at_us", BigInteger, nullable=False, server_default="0"),
     Index("ix_conversations_active_response_id", "active_response_id"),
+    Index("ix_conversations_project_updated_at_us", "project", "updated_at_us"),
 )
 
 # One row per item of a conversation. It either points at an item of a stored response
@@ -161,4 +167,14 @@ server_secrets = Table(
     Column("name", String(64), primary_key=True),
     Column("value", Text, nullable=False),
     Column("created_at_us", BigInteger, nullable=False),
+)
+
+# Named leases shared by every worker and replica: the one retention sweeper holds
+# "retention" while it sweeps (and renews it in each batch's transaction).
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("owner", String(64), nullable=False),
+    Column("until_us", BigInteger, nullable=False),
 )

@@ -12,7 +12,7 @@ from typing import Any
 from continuo.ids import ITEM_ID_MAX, well_formed
 from continuo.store.base import ClaimedRun, ExpiredRun, ItemPage, StoredEvent, StoredKey
 from continuo.store.engine import Database
-from continuo.store.ops import conversations, keys, limits, responses, runs, secrets
+from continuo.store.ops import conversations, keys, limits, responses, retention, runs, secrets
 
 
 class SQLStore(Database):
@@ -198,3 +198,24 @@ class SQLStore(Database):
 
     async def ensure_secret(self, name: str, value: str) -> str:
         return await self._write(secrets.ensure_secret, name, value)
+
+    # -- retention --------------------------------------------------------------------
+
+    async def take_lease(self, name: str, owner: str, until_us: int) -> bool:
+        return await self._write(retention.take_lease, name, owner, until_us)
+
+    async def release_lease(self, name: str, owner: str) -> None:
+        await self._write(retention.release_lease, name, owner)
+
+    async def retention_projects(self) -> list[str]:
+        return await self._read(retention.projects)
+
+    async def expire_responses(
+        self, lease: tuple[str, str, int], project: str, before_us: int, batch: int
+    ) -> tuple[int, int] | None:
+        return await self._write_aside(retention.expire_responses, *lease, project, before_us, batch)
+
+    async def expire_conversations(
+        self, lease: tuple[str, str, int], project: str, before_us: int, batch: int
+    ) -> tuple[int, int] | None:
+        return await self._write_aside(retention.expire_conversations, *lease, project, before_us, batch)

@@ -36,6 +36,7 @@ RESERVE = (
     .where(conversations.c.id == bindparam("cid"), conversations.c.project == bindparam("proj"))
     .values(
         next_position=conversations.c.next_position + bindparam("n"),
+        updated_at_us=bindparam("now"),
         active_response_id=case(
             (conversations.c.active_response_id == bindparam("release"), None),
             else_=conversations.c.active_response_id,
@@ -135,7 +136,8 @@ def _exists(conn: Connection, project: str, cid: str) -> bool:
 
 def _reserve(conn: Connection, project: str, cid: str, n: int, release: str | None) -> int | None:
     """The first of ``n`` new positions (None: no such conversation)."""
-    end = conn.execute(RESERVE, {"cid": cid, "proj": project, "n": n, "release": release}).scalar()
+    params = {"cid": cid, "proj": project, "n": n, "release": release, "now": now_us()}
+    end = conn.execute(RESERVE, params).scalar()
     return None if end is None else int(end) - n
 
 
@@ -161,7 +163,14 @@ def create(
     conn: Connection, project: str, cid: str, metadata: dict[str, str], values: list[dict[str, Any]]
 ) -> dict[str, Any]:
     created, stored = now_us(), dumps(metadata)
-    row = {"id": cid, "project": project, "created_at_us": created, "metadata": stored, "next_position": len(values)}
+    row = {
+        "id": cid,
+        "project": project,
+        "created_at_us": created,
+        "updated_at_us": created,
+        "metadata": stored,
+        "next_position": len(values),
+    }
     conn.execute(INSERT_CONVERSATION, row)
     if values:
         conn.execute(INSERT_ITEMS, _owned_rows(cid, 0, values))
@@ -177,7 +186,7 @@ def update_metadata(conn: Connection, project: str, cid: str, metadata: dict[str
     conn.execute(
         update(conversations)
         .where(conversations.c.id == cid, conversations.c.project == project)
-        .values(metadata=dumps(metadata))
+        .values(metadata=dumps(metadata), updated_at_us=now_us())
     )
     return get(conn, project, cid)
 
@@ -316,20 +325,30 @@ def stored_input_refs(conn: Connection, response_id: str) -> list[tuple[int, str
     return [(int(position), item_id) for position, item_id in conn.execute(INPUT_REFS, {"response_id": response_id})]
 
 
-def detach_response(conn: Connection, response_id: str) -> None:
-    """Before a response's items are deleted: the conversation rows that point at them
-    take a copy, so the conversations keep their items."""
-    stored = (
-        select(items.c.body)
-        .where(
-            items.c.response_id == conversation_items.c.response_id,
-            items.c.kind == conversation_items.c.kind,
-            items.c.position == conversation_items.c.item_position,
-        )
-        .scalar_subquery()
+_COPY = (
+    select(items.c.body)
+    .where(
+        items.c.response_id == conversation_items.c.response_id,
+        items.c.kind == conversation_items.c.kind,
+        items.c.position == conversation_items.c.item_position,
     )
-    conn.execute(
-        update(conversation_items)
-        .where(conversation_items.c.response_id == response_id)
-        .values(body=stored, response_id=None, kind=None, item_position=None)
-    )
+    .scalar_subquery()
+)
+DETACH = (
+    update(conversation_items)
+    .where(conversation_items.c.response_id.in_(bindparam("ids", expanding=True)))
+    .values(body=_COPY, response_id=None, kind=None, item_position=None)
+)
+RELEASE_ALL = (
+    update(conversations)
+    .where(conversations.c.active_response_id.in_(bindparam("ids", expanding=True)))
+    .values(active_response_id=None, active_until_us=None)
+)
+
+
+def detach_responses(conn: Connection, response_ids: list[str]) -> None:
+    """Before responses' items are deleted: the conversation rows that point at them take
+    a copy, so the conversations keep their items; a conversation lock one of them still
+    holds is released."""
+    conn.execute(DETACH, {"ids": response_ids})
+    conn.execute(RELEASE_ALL, {"ids": response_ids})

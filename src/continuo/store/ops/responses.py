@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 import orjson
@@ -9,6 +10,7 @@ from sqlalchemy import Connection, bindparam, delete, literal, select, tuple_
 from sqlalchemy import insert as sql_insert
 
 from continuo.store.base import ItemPage, StoredEvent
+from continuo.store.engine import sqlite_form
 from continuo.store.ops import conversations
 from continuo.store.schema import INPUT, OUTPUT, items, now_us, responses
 from continuo.store.schema import events as events_table
@@ -105,6 +107,43 @@ def save(conn: Connection, project: str, response: dict[str, Any], input_items: 
     conversations.append_response(conn, project, response, input_refs, response["output"])
 
 
+_SQLITE_INSERT_RESPONSE = (
+    "INSERT INTO responses (id, project, previous_response_id, status, background, created_at_us,"
+    " updated_at_us, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_SQLITE_INSERT_ITEMS = "INSERT INTO items (response_id, kind, position, item_id, body) VALUES (?, ?, ?, ?, ?)"
+
+
+def _outside_conversations(_project: str, response: dict[str, Any], _input_items: list[dict[str, Any]]) -> bool:
+    return conversations.conversation_of(response) is None
+
+
+@sqlite_form(save, applies=_outside_conversations)
+def save_sqlite(
+    raw: sqlite3.Connection, project: str, response: dict[str, Any], input_items: list[dict[str, Any]]
+) -> None:
+    """``save`` of a response outside any conversation (the common case) on SQLite's own
+    driver: the same rows as ``response_row`` and ``item_rows`` give (a test compares)."""
+    rid = response["id"]
+    raw.execute(
+        _SQLITE_INSERT_RESPONSE,
+        (
+            rid,
+            project,
+            response.get("previous_response_id"),
+            response["status"],
+            bool(response.get("background")),
+            response["created_at"] * 1_000_000,
+            now_us(),
+            body_json(response),
+        ),
+    )
+    rows = [(rid, INPUT, i, item.get("id", ""), dumps(item)) for i, item in enumerate(input_items)]
+    rows += [(rid, OUTPUT, i, item.get("id", ""), dumps(item)) for i, item in enumerate(response["output"])]
+    if rows:
+        raw.executemany(_SQLITE_INSERT_ITEMS, rows)
+
+
 def get(conn: Connection, project: str, response_id: str) -> dict[str, Any] | None:
     rows = conn.execute(GET_RESPONSE, {"response_id": response_id, "project": project}).all()
     if not rows:
@@ -115,16 +154,31 @@ def get(conn: Connection, project: str, response_id: str) -> dict[str, Any] | No
 
 
 def delete_response(conn: Connection, project: str, response_id: str) -> bool:
-    # Items and events go with their response (ON DELETE CASCADE where the database
-    # honours it; explicitly as well, so the outcome never depends on a pragma).
     owned = select(responses.c.id).where(responses.c.id == response_id, responses.c.project == project)
     if conn.execute(owned).first() is None:
         return False
-    conversations.detach_response(conn, response_id)
-    conn.execute(delete(items).where(items.c.response_id.in_(owned.scalar_subquery())))
-    conn.execute(delete(events_table).where(events_table.c.response_id.in_(owned.scalar_subquery())))
-    result = conn.execute(delete(responses).where(responses.c.id == response_id, responses.c.project == project))
-    return bool(result.rowcount)
+    delete_responses(conn, [response_id])
+    return True
+
+
+DELETES = [
+    delete(table).where(column.in_(bindparam("ids", expanding=True)))
+    for table, column in (
+        (items, items.c.response_id),
+        (events_table, events_table.c.response_id),
+        (responses, responses.c.id),
+    )
+]
+
+
+def delete_responses(conn: Connection, response_ids: list[str]) -> None:
+    """Delete responses and everything that is theirs alone: items and stream events
+    (ON DELETE CASCADE where the database honours it; explicitly as well, so the outcome
+    never depends on a pragma). Items a conversation holds become its own copies. Used by
+    ``DELETE`` and by retention alike."""
+    conversations.detach_responses(conn, response_ids)
+    for statement in DELETES:
+        conn.execute(statement, {"ids": response_ids})
 
 
 def chain(conn: Connection, project: str, response_id: str, own_output: bool) -> list[dict[str, Any]] | None:
