@@ -288,3 +288,26 @@ async def test_the_sqlite_form_of_save_writes_what_sqlalchemy_writes(tmp_path):
         await store.close()
     assert tables[0] == tables[1]
     assert len(tables[0]["items"]) == 3 and len(tables[0]["responses"]) == 1
+
+
+def test_ids_begin_with_the_time_and_never_repeat_across_a_fork():
+    import os
+
+    from continuo.ids import new_id
+
+    first = new_id("resp")
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: ids from its own pool
+        os.write(write, "".join(new_id("resp")[-34:] for _ in range(50)).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    with os.fdopen(read) as pipe:
+        child = pipe.read()
+    parent = "".join(new_id("resp")[-34:] for _ in range(50))
+    assert child and child != parent
+    ids = [new_id("resp") for _ in range(1000)]
+    assert len(set(ids)) == 1000
+    assert [i[5:19] for i in ids] == sorted(i[5:19] for i in ids)  # in the order made
+    assert len(first) == len("resp_") + 48 and int(first[5:19], 16) <= time.time_ns() // 1000

@@ -1,13 +1,14 @@
-"""``continuo serve``, ``check-config``, ``migrate``, ``keys`` and ``projects``."""
+"""``continuo serve``, ``check-config``, ``migrate``, ``keys``, ``projects``, ``export`` and ``import``."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import sys
-from typing import Any
+from typing import Any, BinaryIO
 
 from continuo import __version__
 from continuo.config import WORKER_ENV, Config, ConfigError, load_config
@@ -211,6 +212,93 @@ def _projects(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def since_us(value: str) -> int:
+    """``--since``: unix seconds, or an ISO 8601 date or date and time (UTC unless it says)."""
+    from datetime import UTC, datetime
+
+    text = value.strip()
+    try:
+        if text.replace(".", "", 1).isdigit():
+            return int(float(text) * 1_000_000)
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"--since: expected unix seconds or an ISO date/time, not {value!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1_000_000)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from continuo.store.sql import SQLStore
+    from continuo.store.transfer import export_lines
+
+    config = load_config(args.config, environment=False)
+    since = None if args.since is None else since_us(args.since)
+
+    async def run(out: BinaryIO) -> int:
+        store = SQLStore(config.database.url, migrate=config.database.migrate)
+        await store.open()
+        try:
+            async for chunk in export_lines(store, args.project, since):
+                out.write(chunk)
+            out.flush()
+        finally:
+            await store.close()
+        return 0
+
+    with open(args.out, "wb") if args.out else contextlib.nullcontext(sys.stdout.buffer) as out:
+        return asyncio.run(run(out))
+
+
+def _import(args: argparse.Namespace) -> int:
+    import orjson
+
+    from continuo.store.sql import SQLStore
+    from continuo.store.transfer import BATCH, ImportError_, check_line, import_lines
+
+    config = load_config(args.config, environment=False)
+    source = args.input or "-"
+    totals = [0, 0, 0, 0]
+
+    async def run(stream: BinaryIO) -> int:
+        store = SQLStore(config.database.url, migrate=config.database.migrate)
+        await store.open()
+        batch: list[dict[str, Any]] = []
+
+        async def flush() -> None:
+            if batch:
+                for i, count in enumerate(await import_lines(store, batch)):
+                    totals[i] += count
+                batch.clear()
+
+        try:
+            for number, raw in enumerate(stream, 1):
+                if not raw.strip():
+                    continue
+                try:
+                    batch.append(check_line(orjson.loads(raw)))
+                except (orjson.JSONDecodeError, ImportError_) as exc:
+                    await flush()
+                    print(f"continuo: {source}:{number}: {exc}; the lines before it were imported", file=sys.stderr)
+                    return 1
+                if len(batch) >= BATCH:
+                    await flush()
+            await flush()
+            return 0
+        finally:
+            await store.close()
+
+    try:
+        with open(args.input, "rb") if args.input else contextlib.nullcontext(sys.stdin.buffer) as stream:
+            return asyncio.run(run(stream))
+    finally:
+        print(
+            f"imported {totals[0]} response(s) and {totals[1]} conversation(s); already present, left as they are: "
+            f"{totals[2]} response(s) and {totals[3]} conversation(s)",
+            file=sys.stderr,
+        )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="continuo", description="The OpenAI Responses API, stateful, for any model.")
     parser.add_argument("--version", action="version", version=f"continuo {__version__}")
@@ -249,6 +337,16 @@ def _parser() -> argparse.ArgumentParser:
     for parser_ in (projects, move, projects_sub.choices["list"]):
         parser_.add_argument("--config", default=argparse.SUPPRESS)
     projects.set_defaults(run=_projects, config=None)
+    export = sub.add_parser("export", help="write stored responses and conversations as JSON Lines (docs/export.md)")
+    export.add_argument("--config")
+    export.add_argument("--project", help='only this project ("" is the open server\'s); default: every project')
+    export.add_argument("--since", help="only what was created since: unix seconds or an ISO date/time (UTC)")
+    export.add_argument("--out", help="the file to write (default: standard output)")
+    export.set_defaults(run=_export)
+    import_ = sub.add_parser("import", help="read an export into this database; ids already stored are left alone")
+    import_.add_argument("--config")
+    import_.add_argument("--in", dest="input", help="the file to read (default: standard input)")
+    import_.set_defaults(run=_import)
     return parser
 
 

@@ -15,6 +15,7 @@ from continuo.core.driver import RunDriver
 from continuo.core.fetch import Fetcher
 from continuo.core.keys import KeyRing
 from continuo.core.limits import LimitCounts, Limiter
+from continuo.core.listing import ResponseListing
 from continuo.core.long_context import LongContextService
 from continuo.core.mcp import MCPClients
 from continuo.core.retention import RetentionPolicy, RetentionSweeper
@@ -46,6 +47,7 @@ class Services:
     conversations: ConversationService
     long_context: LongContextService
     retention: RetentionSweeper
+    listing: ResponseListing
 
     @classmethod
     async def open(cls, config: Config) -> Services:
@@ -92,6 +94,7 @@ class Services:
             ConversationService(store),
             long_context,
             retention,
+            ResponseListing(store),
         )
 
     async def aclose(self) -> None:

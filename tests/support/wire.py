@@ -214,6 +214,9 @@ def analyse(exchange: Exchange) -> Analysis:
             problems += [
                 f"[schema] {v}" for v in schemas().json_body(exchange.method, exchange.path, exchange.status, body)
             ]
+            if exchange.status == 200 and exchange.method == "GET" and exchange.path == "/v1/responses":
+                # Continuo's listing (no spec has it): every listed object is a Response.
+                problems += [f"[listing] {p}" for p in _listing_problems(body)]
             if exchange.status == 200 and isinstance(body, dict) and body.get("object") == "response":
                 problems += [f"[response] {p}" for p in contract.response_problems(body)]
                 finished = body.get("status") in contract.TERMINAL.values()
@@ -223,6 +226,16 @@ def analyse(exchange: Exchange) -> Analysis:
         problems.append(f"[json-answer] a {exchange.status} that is neither JSON nor an event stream")
     exchange.analysis = Analysis(problems, len(events), stored)
     return exchange.analysis
+
+
+def _listing_problems(body: Any) -> list[str]:
+    if not isinstance(body, dict) or body.get("object") != "list" or not isinstance(body.get("data"), list):
+        return [f"not a list object: {str(body)[:200]}"]
+    problems = [f"missing {key}" for key in ("first_id", "last_id", "has_more") if key not in body]
+    for n, listed in enumerate(body["data"]):
+        problems += [f"data[{n}]: {v}" for v in schemas().response(listed, f"data[{n}]")]
+        problems += [f"data[{n}]: {p}" for p in contract.response_problems(listed)]
+    return problems
 
 
 def settle(exchanges: list[Exchange], timeout: float = 10.0) -> None:

@@ -38,6 +38,7 @@ def create_app(config: Config) -> Starlette:
         app.state.limiter = services.limiter
         app.state.conversations = services.conversations
         app.state.retention = services.retention
+        app.state.listing = services.listing
         try:
             yield
         finally:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
@@ -17,6 +17,7 @@ def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | Non
     return Response(orjson.dumps(body), status_code=status, headers=headers, media_type="application/json")
 
 
+_BODY = "http.response.body"
 _HEADS: dict[str, bytes] = {}
 
 
@@ -44,7 +45,7 @@ class SSEResponse(Response):
     writer, which closes ``events`` (so the run behind them stops); ``on_close`` runs on
     every way out."""
 
-    def __init__(self, events: AsyncIterator[Event], on_close: Callable[[], Awaitable[None]] | None = None) -> None:
+    def __init__(self, events: AsyncIterable[Event], on_close: Callable[[], Awaitable[None]] | None = None) -> None:
         self.events = events
         self.on_close = on_close
         self.status_code = 200
@@ -69,9 +70,15 @@ class SSEResponse(Response):
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             body_send = scope.get("continuo.body_send", send)  # api/app.py
-            async for kind, data in events:
-                await body_send({"type": "http.response.body", "body": sse_frame(kind, data), "more_body": True})
-            await body_send({"type": "http.response.body", "body": b"", "more_body": False})
+            batches = getattr(events, "batches", None)  # core/foreground.py's EventStream
+            if batches is not None:
+                async for batch in batches():
+                    for kind, data in batch:
+                        await body_send({"type": _BODY, "body": sse_frame(kind, data), "more_body": True})
+            else:
+                async for kind, data in events:
+                    await body_send({"type": _BODY, "body": sse_frame(kind, data), "more_body": True})
+            await body_send({"type": _BODY, "body": b"", "more_body": False})
             finished = True
         except asyncio.CancelledError:
             if not gone:

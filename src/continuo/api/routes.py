@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable
 from typing import Any
 
 from starlette.requests import Request
@@ -12,6 +12,7 @@ from starlette.routing import Route
 from continuo.api import long_context
 from continuo.api.console import CONSOLE_ROUTES
 from continuo.api.conversations import ROUTES as CONVERSATION_ROUTES
+from continuo.api.listing import ROUTES as LISTING_ROUTES
 from continuo.api.observe import metrics_endpoint
 from continuo.api.params import json_body as _json_body
 from continuo.api.params import limit as _limit
@@ -30,7 +31,7 @@ def _service(request: Request) -> ResponsesService:
     return service
 
 
-async def _stream(request: Request, events: AsyncIterator[Event]) -> Response:
+async def _stream(request: Request, events: AsyncIterable[Event]) -> Response:
     """An SSE response that holds one of the caller's concurrent-stream slots."""
     limiter: Limiter = request.app.state.limiter
     caller: str = request.state.caller
@@ -138,6 +139,7 @@ async def healthz(request: Request) -> Response:
 
 ROUTES = [
     Route("/v1/responses", create_response, methods=["POST"]),
+    *LISTING_ROUTES,
     *long_context.LONG_CONTEXT_ROUTES,
     Route("/v1/responses/{response_id}", get_response, methods=["GET"]),
     Route("/v1/responses/{response_id}", delete_response, methods=["DELETE"]),

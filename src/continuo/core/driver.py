@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -215,10 +216,16 @@ class RunDriver:
             raise asyncio.CancelledError
 
     async def _drive(self, builder: ResponseBuilder, upstream: DeltaStream, sink: Sink) -> None:
+        # A sink that takes events without waiting says so with ``push``: one call a
+        # delta instead of a coroutine a delta (a stream's deltas are most of its work).
+        push: Callable[[list[Event]], None] | None = getattr(sink, "push", None)
         async for delta in upstream:
             builder.feed(delta)
             if builder.events:
-                await sink.emit(builder.drain())
+                if push is not None:
+                    push(builder.drain())
+                else:
+                    await sink.emit(builder.drain())
 
     async def end(self, builder: ResponseBuilder, sink: Sink) -> None:
         """Persist a settled response with its terminal event. Shielded: a client that

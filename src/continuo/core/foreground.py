@@ -79,6 +79,9 @@ class QueueSink(_Keep):
         self.queue = _Channel()
 
     async def emit(self, events: list[Event]) -> None:
+        self.push(events)
+
+    def push(self, events: list[Event]) -> None:
         if events:
             self.queue.put(events)
 
@@ -104,7 +107,7 @@ async def answer(driver: RunDriver, store: Store, job: Job, upstream: DeltaStrea
 
 def stream(
     driver: RunDriver, store: Store, job: Job, upstream: DeltaStream | None, tasks: set[asyncio.Task[Any]]
-) -> AsyncIterator[Event]:
+) -> EventStream:
     """The stream events. The run goes on in a task of its own, so a client that goes
     away stops it cleanly: the upstream is closed and what was produced is stored as
     ``cancelled``."""
@@ -122,17 +125,36 @@ def stream(
     task = asyncio.get_running_loop().create_task(produce())
     tasks.add(task)
     task.add_done_callback(tasks.discard)
-    return _consume(sink.queue, task)
+    return EventStream(sink.queue, task)
 
 
-async def _consume(queue: _Channel, task: asyncio.Task[None]) -> AsyncIterator[Event]:
-    finished = False
-    batches = queue.batches
-    try:
-        while (batch := batches.popleft() if batches else await queue.get()) is not None:
+class EventStream:
+    """A foreground stream's events, one at a time (``async for``) or a batch at a time
+    (``batches``: what the SSE writer takes, one resumption of a generator a batch instead
+    of one an event). Left before its end, it stops the run."""
+
+    def __init__(self, queue: _Channel, task: asyncio.Task[None]) -> None:
+        self.queue = queue
+        self.task = task
+        self.finished = False
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[Event]:
+        async for batch in self.batches():
             for event in batch:
                 yield event
-        finished = True
-    finally:
-        if not finished:
-            task.cancel()
+
+    async def batches(self) -> AsyncIterator[list[Event]]:
+        queue, waiting = self.queue, self.queue.batches
+        try:
+            while (batch := waiting.popleft() if waiting else await queue.get()) is not None:
+                yield batch
+            self.finished = True
+        finally:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        if not self.finished:
+            self.task.cancel()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +35,7 @@ class Answer:
     """What a create returns: a JSON body, or a stream of events."""
 
     body: dict[str, Any] | None = None
-    events: AsyncIterator[Event] | None = None
+    events: AsyncIterable[Event] | None = None
     response_id: str | None = None
 
 

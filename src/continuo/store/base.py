@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 
@@ -37,6 +37,15 @@ class Store(Protocol):
 
     async def find_items(self, project: str, item_ids: list[str]) -> dict[str, dict[str, Any]]:
         """Stored items by id (the newest where an id was stored more than once)."""
+
+    async def list_responses(self, project: str, query: ResponseQuery) -> ResponsePage:
+        """A page of the project's stored responses, as ``get_response`` returns them, in
+        the order and with the filters ``query`` asks for."""
+
+    async def response_graph(self, project: str, response_id: str, max_nodes: int) -> ResponseGraph | None:
+        """The tree of the chain ``response_id`` belongs to: its root and every response
+        under it (at most ``max_nodes``, the response and its ancestors always among them).
+        ``None`` when the response is not stored."""
 
     # -- background runs ------------------------------------------------------------------
 
@@ -148,6 +157,50 @@ class ItemPage:
     has_more: bool
     # False when ``after`` named no item of the list.
     anchor_found: bool = True
+
+
+@dataclass(slots=True)
+class ResponseQuery:
+    """What a listing of responses asks for. Times are unix seconds; ``created_after`` is
+    inclusive, ``created_before`` exclusive; ``after`` / ``before`` are response ids."""
+
+    limit: int = 20
+    ascending: bool = False
+    after: str | None = None
+    before: str | None = None
+    model: str | None = None
+    status: str | None = None
+    metadata: list[tuple[str, str]] = field(default_factory=list)
+    created_after: int | None = None
+    created_before: int | None = None
+    background: bool | None = None
+    q: str | None = None
+
+
+@dataclass(slots=True)
+class ResponsePage:
+    data: list[dict[str, Any]]
+    has_more: bool
+    # False when the ``after`` / ``before`` cursor named no response of the project.
+    anchor_found: bool = True
+
+
+@dataclass(slots=True)
+class GraphNode:
+    id: str
+    previous_response_id: str | None
+    created_at: int
+    status: str
+    model: str | None
+    background: bool
+    preview: str
+
+
+@dataclass(slots=True)
+class ResponseGraph:
+    root_id: str
+    nodes: list[GraphNode]
+    truncated: bool
 
 
 @dataclass(slots=True)

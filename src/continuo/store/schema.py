@@ -21,6 +21,7 @@ from sqlalchemy import (
     Table,
     Text,
     false,
+    text,
 )
 
 metadata = MetaData()
@@ -53,9 +54,26 @@ responses = Table(
     Column("owner", String(64), nullable=True),
     Column("lease_until_us", BigInteger, nullable=True),
     Column("cancel_requested", Boolean, nullable=False, server_default=false()),
+    # For the listing (all are in ``body`` too): the requested model; the metadata as JSON
+    # (NULL when empty); the words of the response's own input and output text, for search,
+    # and a preview of that text (store/ops/texts.py). On SQLite triggers keep an FTS5
+    # index of ``search_words``; on PostgreSQL GIN indexes cover ``search_words`` and
+    # ``metadata`` (migration 0008). None of this costs a statement of its own.
+    Column("model", Text, nullable=True),
+    Column("metadata", Text, nullable=True),
+    Column("search_words", Text, nullable=True),
+    Column("preview", Text, nullable=True),
     Index("ix_responses_status_queued_at_us", "status", "queued_at_us"),
-    # Retention walks a project's responses oldest first.
-    Index("ix_responses_project_created_at_us", "project", "created_at_us"),
+    # The listing (GET /v1/responses): a keyset range on (created_at_us, id) in a project;
+    # retention walks a project's responses oldest first on it too.
+    Index("ix_responses_project_created", "project", "created_at_us", "id"),
+    # Children of a response (the chain graph); only chained responses pay for it.
+    Index(
+        "ix_responses_previous_response_id",
+        "previous_response_id",
+        sqlite_where=text("previous_response_id IS NOT NULL"),
+        postgresql_where=text("previous_response_id IS NOT NULL"),
+    ),
 )
 
 items = Table(

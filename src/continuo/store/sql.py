@@ -10,9 +10,18 @@ from collections.abc import Callable
 from typing import Any
 
 from continuo.ids import ITEM_ID_MAX, well_formed
-from continuo.store.base import ClaimedRun, ExpiredRun, ItemPage, StoredEvent, StoredKey
+from continuo.store.base import (
+    ClaimedRun,
+    ExpiredRun,
+    ItemPage,
+    ResponseGraph,
+    ResponsePage,
+    ResponseQuery,
+    StoredEvent,
+    StoredKey,
+)
 from continuo.store.engine import Database
-from continuo.store.ops import conversations, keys, limits, responses, retention, runs, secrets
+from continuo.store.ops import conversations, keys, limits, listing, responses, retention, runs, secrets
 
 
 class SQLStore(Database):
@@ -50,6 +59,20 @@ class SQLStore(Database):
         if not item_ids:
             return {}
         return await self._read(responses.find, project, item_ids)
+
+    async def list_responses(self, project: str, query: ResponseQuery) -> ResponsePage:
+        for cursor in (query.after, query.before):
+            if cursor is not None and not well_formed(cursor):
+                return ResponsePage([], False, anchor_found=False)
+        strings = [query.model or "", *(part for pair in query.metadata for part in pair)]
+        if any("\x00" in value for value in strings):
+            return ResponsePage([], False)  # nothing stored holds a NUL (PostgreSQL refuses one)
+        return await self._read(listing.list_page, project, query)
+
+    async def response_graph(self, project: str, response_id: str, max_nodes: int) -> ResponseGraph | None:
+        if not well_formed(response_id):
+            return None
+        return await self._read(listing.graph, project, response_id, max_nodes)
 
     # -- background runs --------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from sqlalchemy import insert as sql_insert
 
 from continuo.store.base import ItemPage, StoredEvent
 from continuo.store.engine import sqlite_form
-from continuo.store.ops import conversations
+from continuo.store.ops import conversations, texts
 from continuo.store.schema import INPUT, OUTPUT, items, now_us, responses
 from continuo.store.schema import events as events_table
 
@@ -24,8 +24,22 @@ def body_json(response: dict[str, Any]) -> str:
     return dumps({k: v for k, v in response.items() if k != "output"})
 
 
-def response_row(project: str, response: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    """The ``responses`` row of a Response object (its output lives in ``items``)."""
+def column_text(value: Any) -> str | None:
+    """A string for a text column: PostgreSQL refuses NUL (in ``body`` it is JSON-escaped)."""
+    if isinstance(value, str) and "\x00" in value:
+        return value.replace("\x00", "")
+    return value if isinstance(value, str) else None
+
+
+def response_row(
+    project: str,
+    response: dict[str, Any],
+    input_items: list[dict[str, Any]],
+    output: list[dict[str, Any]],
+    **extra: Any,
+) -> dict[str, Any]:
+    """The ``responses`` row of a Response object (its output lives in ``items``), searchable
+    by the text of ``input_items`` and ``output``."""
     return {
         "id": response["id"],
         "project": project,
@@ -33,6 +47,9 @@ def response_row(project: str, response: dict[str, Any], **extra: Any) -> dict[s
         "status": response["status"],
         "background": bool(response.get("background")),
         "created_at_us": response["created_at"] * 1_000_000,
+        "model": column_text(response.get("model")),
+        "metadata": texts.metadata_column(response),
+        **texts.search_columns(input_items, output),
         "updated_at_us": now_us(),
         "body": body_json(response),
         **extra,
@@ -100,7 +117,7 @@ INSERT_ITEMS = sql_insert(items)
 
 def save(conn: Connection, project: str, response: dict[str, Any], input_items: list[dict[str, Any]]) -> None:
     rows = item_rows(response["id"], INPUT, input_items) + item_rows(response["id"], OUTPUT, response["output"])
-    conn.execute(INSERT_RESPONSE, response_row(project, response))
+    conn.execute(INSERT_RESPONSE, response_row(project, response, input_items, response["output"]))
     if rows:
         conn.execute(INSERT_ITEMS, rows)
     input_refs = [(i, item.get("id", "")) for i, item in enumerate(input_items)]

@@ -11,7 +11,7 @@ from sqlalchemy import insert as sql_insert
 
 from continuo.errors import conversation_unavailable
 from continuo.store.base import ClaimedRun, ExpiredRun, StoredEvent
-from continuo.store.ops import conversations
+from continuo.store.ops import conversations, texts
 from continuo.store.ops.responses import (
     INSERT_ITEMS,
     INSERT_RESPONSE,
@@ -54,7 +54,8 @@ def create_background(
         outcome = conversations.acquire(conn, project, cid, response["id"], None)
         if outcome != "ok":
             raise conversation_unavailable(cid, outcome)
-    conn.execute(INSERT_RESPONSE, response_row(project, response, request=dumps(request), queued_at_us=now_us()))
+    row = response_row(project, response, input_items, [], request=dumps(request), queued_at_us=now_us())
+    conn.execute(INSERT_RESPONSE, row)
     if input_items:
         conn.execute(INSERT_ITEMS, item_rows(response["id"], INPUT, input_items))
     if stored:
@@ -134,6 +135,7 @@ def finish(
     if not taken.rowcount:
         return False
     write_run(conn, response_id, response, stored)
+    texts.rewrite(conn, response_id, [item for item in response["output"] if item.get("status") != "in_progress"])
     if conversations.conversation_of(response) is not None:
         project = conn.execute(select(responses.c.project).where(responses.c.id == response_id)).scalar_one()
         output = [item for item in response["output"] if item.get("status") != "in_progress"]

@@ -1,8 +1,9 @@
 """retention: a lease row for the one sweeper, conversations' last activity, and the
-indexes a sweep walks (responses by project and age, conversations by project and idleness)
+the index a sweep walks for conversations (by project and idleness; responses are walked
+on the listing index of 0008)
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-02
 """
 
@@ -10,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
@@ -26,11 +27,9 @@ def upgrade() -> None:
         batch.add_column(sa.Column("updated_at_us", sa.BigInteger, nullable=False, server_default="0"))
     op.execute("UPDATE conversations SET updated_at_us = created_at_us")
     op.create_index("ix_conversations_project_updated_at_us", "conversations", ["project", "updated_at_us"])
-    op.create_index("ix_responses_project_created_at_us", "responses", ["project", "created_at_us"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_responses_project_created_at_us", table_name="responses")
     op.drop_index("ix_conversations_project_updated_at_us", table_name="conversations")
     with op.batch_alter_table("conversations") as batch:
         batch.drop_column("updated_at_us")
