@@ -126,7 +126,7 @@ def save(conn: Connection, project: str, response: dict[str, Any], input_items: 
 
 _SQLITE_INSERT_RESPONSE = (
     "INSERT INTO responses (id, project, previous_response_id, status, background, created_at_us,"
-    " updated_at_us, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    " updated_at_us, body, model, metadata, search_words, preview) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _SQLITE_INSERT_ITEMS = "INSERT INTO items (response_id, kind, position, item_id, body) VALUES (?, ?, ?, ?, ?)"
 
@@ -142,6 +142,7 @@ def save_sqlite(
     """``save`` of a response outside any conversation (the common case) on SQLite's own
     driver: the same rows as ``response_row`` and ``item_rows`` give (a test compares)."""
     rid = response["id"]
+    search = texts.search_columns(input_items, response["output"])
     raw.execute(
         _SQLITE_INSERT_RESPONSE,
         (
@@ -153,6 +154,10 @@ def save_sqlite(
             response["created_at"] * 1_000_000,
             now_us(),
             body_json(response),
+            column_text(response.get("model")),
+            texts.metadata_column(response),
+            search["search_words"],
+            search["preview"],
         ),
     )
     rows = [(rid, INPUT, i, item.get("id", ""), dumps(item)) for i, item in enumerate(input_items)]
