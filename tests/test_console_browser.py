@@ -261,6 +261,25 @@ def test_filters_and_search_narrow_the_list(page, store):
     assert listed(page) == [store.indoors]
 
 
+def test_pages_forward_and_back(page, store):
+    sign_in(page, store.url, ALPHA_KEY)
+    visit(page, f"{store.url}/console#/responses?model=gpt-test")
+    everything = listed(page)
+    assert len(everything) >= 4
+    visit(page, f"{store.url}/console#/responses?model=gpt-test&limit=2")
+    pages = [listed(page)]
+    expect(page.get_by_role("link", name="← Previous page")).to_have_count(0)
+    while page.get_by_role("link", name="Next page →").count():
+        page.get_by_role("link", name="Next page →").click()
+        pages.append(listed(page))
+    assert [i for p in pages for i in p] == everything and all(len(p) == 2 for p in pages[:-1])
+    for expected in reversed(pages[:-1]):
+        page.get_by_role("link", name="← Previous page").click()
+        assert listed(page) == expected
+    expect(page.get_by_role("link", name="← Previous page")).to_have_count(0)
+    assert "model=gpt-test" in page.url  # the filters hold across pages
+
+
 def test_a_chain_with_a_branch_is_a_tree_of_links(page, store):
     sign_in(page, store.url, ALPHA_KEY)
     page.get_by_role("link", name=store.sandwiches).click()

@@ -17,9 +17,10 @@ function toUnix(local) {
 
 function apiQuery(params) {
   const wanted = {
-    limit: PAGE,
+    limit: params.get("limit") || PAGE,
     order: params.get("order") || "desc",
     after: params.get("after"),
+    before: params.get("before"),
     q: params.get("q"),
     model: params.get("model"),
     status: params.get("status"),
@@ -113,25 +114,22 @@ function table(page) {
   );
 }
 
+// Cursor pages both ways: "after" the last row shown, or "before" the first (the API then
+// says in has_more whether more come before).
 function pager(params, page) {
-  const trail = (params.get("trail") || "").split(",").filter((x) => x !== "");
+  const at = (cursor, id) => {
+    const moved = new URLSearchParams(params);
+    for (const name of ["after", "before", "deleted"]) moved.delete(name);
+    moved.set(cursor, id);
+    return `#/responses?${moved}`;
+  };
+  const backward = params.get("before");
   const links = [];
-  if (params.get("after")) {
-    const back = new URLSearchParams(params);
-    const previous = trail.pop();
-    back.delete("after");
-    back.delete("trail");
-    back.delete("deleted");
-    if (previous && previous !== "-") back.set("after", previous);
-    if (trail.length) back.set("trail", trail.join(","));
-    links.push(h("a", { href: `#/responses?${back}`, rel: "prev" }, "← Previous page"));
+  if (page.first_id && (params.get("after") || (backward && page.has_more))) {
+    links.push(h("a", { href: at("before", page.first_id), rel: "prev" }, "← Previous page"));
   }
-  if (page.has_more && page.last_id) {
-    const next = new URLSearchParams(params);
-    next.set("after", page.last_id);
-    next.delete("deleted");
-    next.set("trail", [...trail, params.get("after") || "-"].join(","));
-    links.push(h("a", { href: `#/responses?${next}`, rel: "next" }, "Next page →"));
+  if (page.last_id && (backward || page.has_more)) {
+    links.push(h("a", { href: at("after", page.last_id), rel: "next" }, "Next page →"));
   }
   return h("nav", { class: "pager", "aria-label": "Pages" }, links);
 }
