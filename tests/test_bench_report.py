@@ -64,3 +64,28 @@ def test_report_prints_the_paging_table_with_both_runs_and_their_ratio() -> None
 
 def test_report_without_a_paging_run_has_no_paging_table() -> None:
     assert "pages a" not in markdown(_doc())
+
+
+def test_cpu_ratio_targets_of_issue_18_are_computed_and_printed() -> None:
+    from benchmarks.report import targets
+
+    def cpu(ms: float) -> dict[str, Any]:
+        return {**_batch(1.0, 2.0), "server_cpu_ms_per_req": ms}
+
+    doc = _doc(
+        non_streamed={
+            "baseline": {"c1": cpu(0.05)},
+            "store_true": {"c1": cpu(0.65), "c16": cpu(0.52), "c64": cpu(0.6)},
+            "store_false": {"c1": cpu(0.5), "c16": cpu(0.4), "c64": cpu(0.5)},
+        },
+        streamed={"continuo": {"c16": cpu(0.84)}},
+    )
+    doc["targets"] = found = targets(doc)
+    # Only the targets table is printed here: the scenarios' own tables need whole runs.
+    doc = _doc(targets=found)
+    assert found["store_cpu_ratio"] == {"target": 1.3, "by_concurrency": {"c1": 1.3, "c16": 1.3}, "met": True}
+    assert found["stream_cpu_ratio"] == {"target": 2.0, "ratio": 2.1, "met": False}
+    text = markdown(doc)
+    stored = "| server CPU, `store: true` / `store: false` (same request) | <= 1.3x | c=1: 1.30x, c=16: 1.30x | yes |"
+    assert stored in text
+    assert "| server CPU, 32-token stream / non-streamed `store: false` (c=16) | <= 2.0x | 2.10x | no |" in text

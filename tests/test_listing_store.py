@@ -131,3 +131,47 @@ async def test_migration_fills_in_responses_stored_before_it(database, tmp_path)
         await old.close()
         if database == "postgresql":
             drop_database(url)
+
+
+async def _waiting(store: SQLStore) -> int:
+    def count(conn: Any) -> int:
+        return int(conn.execute(text("SELECT count(*) FROM response_search_pending")).scalar())
+
+    return await store._read(count)
+
+
+async def test_sqlite_indexes_what_it_stores_in_batches_and_a_search_never_misses_it(tmp_path, monkeypatch):
+    """A stored response waits for SQLite's full-text index (store/ops/search_index.py):
+    the periodic batch indexes it, and a search made before the batch indexes it first."""
+    from continuo.store import sql
+    from tests.support.waits import wait_until_async
+
+    monkeypatch.setattr(sql, "SEARCH_INDEX_SECONDS", 3600.0)  # no batch during this part
+    store = SQLStore(f"sqlite:///{tmp_path / 'store.db'}")
+    await store.open()
+    try:
+        await store.save_response("p", response("resp_1", text_="violet harbour"), [user("msg_1", "hello")])
+        await store.save_response("p", response("resp_2", text_="amber field"), [user("msg_2", "hello")])
+        assert await _waiting(store) == 2
+        found = await store.list_responses("p", ResponseQuery(q="harbour"))
+        assert [r["id"] for r in found.data] == ["resp_1"] and await _waiting(store) == 0
+        await store.delete_response("p", "resp_1")
+        assert (await store.list_responses("p", ResponseQuery(q="harbour"))).data == []
+    finally:
+        await store.close()
+
+    monkeypatch.setattr(sql, "SEARCH_INDEX_SECONDS", 0.05)
+    store = SQLStore(f"sqlite:///{tmp_path / 'store.db'}")
+    await store.open()
+    try:
+        for i in range(3, 3 + 2 * sql.search_index.BATCH + 7):  # more than two batches
+            await store.save_response("p", response(f"resp_{i}", text_=f"word{i}"), [])
+        async def indexed() -> bool:
+            return await _waiting(store) == 0
+
+        await wait_until_async(indexed, seconds=30)  # the batches did it, no search has run
+        last = 2 + 2 * sql.search_index.BATCH + 7
+        found = await store.list_responses("p", ResponseQuery(q=f"word{last}"))
+        assert [r["id"] for r in found.data] == [f"resp_{last}"]
+    finally:
+        await store.close()

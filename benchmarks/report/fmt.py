@@ -6,6 +6,8 @@ from typing import Any
 
 CPU_TARGET_MS = 1.0
 ADDED_P50_TARGET_MS = 1.0
+STORE_RATIO_TARGET = 1.3
+STREAM_RATIO_TARGET = 2.0
 
 
 def num(value: Any, digits: int = 2) -> str:

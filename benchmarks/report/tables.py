@@ -5,7 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from benchmarks.report.added import added_lines
-from benchmarks.report.fmt import ADDED_P50_TARGET_MS, CPU_TARGET_MS, machine_line, metric_row, mib, num
+from benchmarks.report.fmt import (
+    ADDED_P50_TARGET_MS,
+    CPU_TARGET_MS,
+    STORE_RATIO_TARGET,
+    STREAM_RATIO_TARGET,
+    machine_line,
+    metric_row,
+    mib,
+    num,
+)
 from benchmarks.report.profile import profile_lines
 
 
@@ -30,6 +39,25 @@ def targets(doc: dict[str, Any]) -> dict[str, Any]:
             "store_false": round(ns["store_false"]["c1"]["p50_ms"] - ns["baseline"]["c1"]["p50_ms"], 3),
             "met": added <= ADDED_P50_TARGET_MS,
         }
+        # Issue #18: storing costs at most 1.3x the same request unstored, at c=1 and c=16;
+        # a 32-token stream at most 2x a non-streamed `store: false` request (c=16).
+        unstored = ns["store_false"]
+        ratios = {}
+        for key in ("c1", "c16"):
+            a, b = stored.get(key, {}).get("server_cpu_ms_per_req"), unstored.get(key, {}).get("server_cpu_ms_per_req")
+            ratios[key] = round(a / b, 2) if a and b else None
+        known = [r for r in ratios.values() if r is not None]
+        out["store_cpu_ratio"] = {
+            "target": STORE_RATIO_TARGET,
+            "by_concurrency": ratios,
+            "met": bool(known) and max(known) <= STORE_RATIO_TARGET,
+        }
+        streamed = (doc.get("streamed") or {}).get("continuo", {}).get("c16", {}).get("server_cpu_ms_per_req")
+        plain = unstored.get("c16", {}).get("server_cpu_ms_per_req")
+        if streamed and plain:
+            ratio = round(streamed / plain, 2)
+            met = ratio <= STREAM_RATIO_TARGET
+            out["stream_cpu_ratio"] = {"target": STREAM_RATIO_TARGET, "ratio": ratio, "met": met}
     return out
 
 
@@ -239,8 +267,24 @@ def markdown(doc: dict[str, Any]) -> str:
             f"({by}) | {'yes' if cpu['met'] else 'no'} |",
             f"| p50 added at c=1 (`store: true`) | <= {added['target_ms']} ms | {num(added['store_true'])} ms "
             f"(`store: false`: {num(added['store_false'])}) | {'yes' if added['met'] else 'no'} |",
-            "",
         ]
+        if "store_cpu_ratio" in tg:
+            store = tg["store_cpu_ratio"]
+            ratios = ", ".join(
+                f"{k.replace('c', 'c=')}: {'-' if v is None else f'{v:.2f}x'}"
+                for k, v in store["by_concurrency"].items()
+            )
+            lines.append(
+                f"| server CPU, `store: true` / `store: false` (same request) | <= {store['target']}x | {ratios} "
+                f"| {'yes' if store['met'] else 'no'} |"
+            )
+        if "stream_cpu_ratio" in tg:
+            stream = tg["stream_cpu_ratio"]
+            lines.append(
+                f"| server CPU, 32-token stream / non-streamed `store: false` (c=16) | <= {stream['target']}x "
+                f"| {stream['ratio']:.2f}x | {'yes' if stream['met'] else 'no'} |"
+            )
+        lines.append("")
     prof = doc.get("profile")
     if prof:
         lines += profile_lines(prof, doc)

@@ -46,8 +46,10 @@ def run(url: str, work: Callable[[Connection], T]) -> T:
 
 def tables(conn: Connection) -> dict[str, list[str]]:
     """Every table of the database and its columns, found in the database itself (not in
-    Continuo's metadata), so a table added later is included. SQLite's FTS shadow tables
-    are left out: the virtual table they serve is counted instead."""
+    Continuo's metadata), so a table added later is included. SQLite's FTS tables are left
+    out, shadow tables and all: the full-text index is contentless (it cannot be read
+    back), and ``response_search_keys``, which maps each of its rows to a response and is
+    kept in step with it by the same triggers, stands for it."""
     inspector = inspect(conn)
     names = inspector.get_table_names()
     if conn.dialect.name == "sqlite":
@@ -57,8 +59,7 @@ def tables(conn: Connection) -> dict[str, list[str]]:
                 "SELECT name FROM sqlite_master WHERE type = 'table' AND sql LIKE 'CREATE VIRTUAL TABLE%'"
             )
         ]
-        names = [n for n in names if not any(n.startswith(f"{v}_") for v in virtual)]
-        names = sorted(set(names) | set(virtual))
+        names = sorted(n for n in names if n not in virtual and not any(n.startswith(f"{v}_") for v in virtual))
     found: dict[str, list[str]] = {}
     for name in names:
         if conn.dialect.name == "sqlite":

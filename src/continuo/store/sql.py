@@ -6,6 +6,9 @@ functions over a ``Connection`` in ``ops/``. This class is the ``Store`` interfa
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -21,10 +24,47 @@ from continuo.store.base import (
     StoredKey,
 )
 from continuo.store.engine import Database
-from continuo.store.ops import conversations, keys, limits, listing, responses, retention, runs, secrets
+from continuo.store.ops import (
+    conversations,
+    keys,
+    limits,
+    listing,
+    responses,
+    retention,
+    runs,
+    search_index,
+    secrets,
+)
+
+log = logging.getLogger("continuo.store")
+
+# How often stored responses that wait for SQLite's full-text index are put into it.
+SEARCH_INDEX_SECONDS = 1.0
 
 
 class SQLStore(Database):
+    _indexer: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        await super().open()
+        if self.is_sqlite:
+            self._indexer = asyncio.get_running_loop().create_task(self._index_search_periodically())
+
+    async def close(self) -> None:
+        if self._indexer is not None:
+            self._indexer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._indexer
+        await super().close()
+
+    async def _index_search_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(SEARCH_INDEX_SECONDS)
+            try:
+                await self.index_search()
+            except Exception:  # the next round tries again; searching indexes first anyway
+                log.warning("could not update the full-text index", exc_info=True)
+
     # -- responses --------------------------------------------------------------------
 
     async def save_response(self, project: str, response: dict[str, Any], input_items: list[dict[str, Any]]) -> None:
@@ -67,7 +107,15 @@ class SQLStore(Database):
         strings = [query.model or "", *(part for pair in query.metadata for part in pair)]
         if any("\x00" in value for value in strings):
             return ResponsePage([], False)  # nothing stored holds a NUL (PostgreSQL refuses one)
+        if query.q and self.is_sqlite:
+            await self.index_search()  # so that the search finds every stored response
         return await self._read(listing.list_page, project, query)
+
+    async def index_search(self) -> None:
+        """Put the stored responses that wait for SQLite's full-text index into it, in
+        batches, off the event loop (store/ops/search_index.py)."""
+        while self.is_sqlite and await self._write_aside(search_index.index_waiting) >= search_index.BATCH:
+            pass
 
     async def response_graph(self, project: str, response_id: str, max_nodes: int) -> ResponseGraph | None:
         if not well_formed(response_id):

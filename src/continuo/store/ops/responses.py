@@ -126,7 +126,7 @@ def save(conn: Connection, project: str, response: dict[str, Any], input_items: 
 
 _SQLITE_INSERT_RESPONSE = (
     "INSERT INTO responses (id, project, previous_response_id, status, background, created_at_us,"
-    " updated_at_us, body, model, metadata, search_words, preview) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " model, metadata, search_words, preview, updated_at_us, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _SQLITE_INSERT_ITEMS = "INSERT INTO items (response_id, kind, position, item_id, body) VALUES (?, ?, ?, ?, ?)"
 
@@ -142,7 +142,8 @@ def save_sqlite(
     """``save`` of a response outside any conversation (the common case) on SQLite's own
     driver: the same rows as ``response_row`` and ``item_rows`` give (a test compares)."""
     rid = response["id"]
-    search = texts.search_columns(input_items, response["output"])
+    output = response["output"]
+    search = texts.search_columns(input_items, output)
     raw.execute(
         _SQLITE_INSERT_RESPONSE,
         (
@@ -152,16 +153,16 @@ def save_sqlite(
             response["status"],
             bool(response.get("background")),
             response["created_at"] * 1_000_000,
-            now_us(),
-            body_json(response),
             column_text(response.get("model")),
             texts.metadata_column(response),
             search["search_words"],
             search["preview"],
+            now_us(),
+            body_json(response),
         ),
     )
     rows = [(rid, INPUT, i, item.get("id", ""), dumps(item)) for i, item in enumerate(input_items)]
-    rows += [(rid, OUTPUT, i, item.get("id", ""), dumps(item)) for i, item in enumerate(response["output"])]
+    rows += [(rid, OUTPUT, i, item.get("id", ""), dumps(item)) for i, item in enumerate(output)]
     if rows:
         raw.executemany(_SQLITE_INSERT_ITEMS, rows)
 
