@@ -4,6 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install.sh --dev
 scripts/install_codex.sh
+# Debian's Chromium for the console's browser tests (a no-op once installed).
+scripts/install_chromium.sh
 # The reference MCP server the MCP tests run against (npm; a no-op once installed).
 scripts/install-mcp-everything.sh
 .venv/bin/ruff check src tests benchmarks

@@ -10,6 +10,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from continuo.api import long_context
+from continuo.api.console import CONSOLE_ROUTES
 from continuo.api.conversations import ROUTES as CONVERSATION_ROUTES
 from continuo.api.listing import ROUTES as LISTING_ROUTES
 from continuo.api.observe import metrics_endpoint
@@ -149,4 +150,5 @@ ROUTES = [
     Route("/v1/models/{model:path}", get_model, methods=["GET"]),
     Route("/healthz", healthz, methods=["GET"]),
     Route("/metrics", metrics_endpoint, methods=["GET"]),
+    *CONSOLE_ROUTES,
 ]
