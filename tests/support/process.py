@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -51,6 +52,9 @@ class ServerProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            # A group of its own: killing it takes `--workers` children along (a killed
+            # supervisor would leave its workers running, serving the old port and file).
+            start_new_session=True,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -66,8 +70,13 @@ class ServerProcess:
 
     def kill(self) -> None:
         assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
+        self._kill_group()
         self.process.wait(timeout=10)
+
+    def _kill_group(self) -> None:
+        assert self.process is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
 
     def terminate(self, timeout: float = 30) -> int:
         assert self.process is not None
@@ -75,6 +84,8 @@ class ServerProcess:
         return self.process.wait(timeout=timeout)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
+        if self.process is None:
+            return
+        self._kill_group()  # whatever of the group is left, even after the supervisor ended
+        if self.process.poll() is None:
             self.process.wait(timeout=10)
