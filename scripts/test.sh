@@ -11,3 +11,9 @@ scripts/install-mcp-everything.sh
 .venv/bin/ruff check src tests benchmarks
 .venv/bin/mypy
 .venv/bin/pytest -q "$@"
+# The slow tier (pyproject's addopts leave it out above): 200-turn chains on the embedded
+# model, 10-12 minutes on two busy cores. Run after the rest, and only by a full run
+# (no arguments).
+if [ "$#" -eq 0 ]; then
+  .venv/bin/pytest -q -m slow
+fi
