@@ -11,3 +11,17 @@ scripts/install-mcp-everything.sh
 .venv/bin/ruff check src tests benchmarks
 .venv/bin/mypy
 .venv/bin/pytest -q "$@"
+# The slow tier (pyproject's addopts leave it out above): 200-turn chains on the embedded
+# model, 9-13 minutes one after the other on two busy cores. Run after the rest, and only
+# by a full run (no arguments): the two chains at once, each on a server of its own whose
+# model computes on one thread, so each has a core.
+if [ "$#" -eq 0 ]; then
+  .venv/bin/pytest -q -m slow -k "truncation or several_windows" &
+  first=$!
+  .venv/bin/pytest -q -m slow -k "context_management" &
+  second=$!
+  failed=0
+  wait "$first" || failed=1
+  wait "$second" || failed=1
+  exit "$failed"
+fi

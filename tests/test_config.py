@@ -69,6 +69,7 @@ MISTAKES = [
         "to the name of an environment variable that holds it",
     ),
     (CHAT + "n_threads = 2\n", "providers[0].n_threads: not used by a provider of type 'chat_completions'"),
+    (CHAT + "cache_reuse = 256\n", "providers[0].cache_reuse: not used by a provider of type 'chat_completions'"),
     (CHAT + CHAT, "providers[1].name: another provider is already named 'up'"),
     (
         CHAT + '[[models]]\nname = "m"\nprovider = "uup"\n',

@@ -28,7 +28,8 @@ if local.default_model_path() is None:
 # fixed points, compaction written by the model), while on two busy cores SmolLM2 reads
 # prompts at a few dozen tokens a second and every cut or compaction makes it read its
 # window again (200 turns at n_ctx 512 took over 8 minutes here). The 200-turn chains run
-# on the fake upstream (tests/test_long_context.py), through the same code.
+# on the fake upstream (tests/test_long_context.py), through the same code, and on this
+# model at n_ctx 4096 in the slow tier (tests/test_local_long_chains.py).
 TURNS = 30
 TRUNCATION_CTX = 256
 COMPACTION_CTX = 512

@@ -16,7 +16,7 @@ import pytest
 
 from continuo.api.app import create_app
 from continuo.config import parse_config
-from continuo.core.compaction import INSTRUCTIONS, SUMMARY_HEADER
+from continuo.core.compaction import INSTRUCTIONS, REQUEST, SUMMARY_HEADER
 from tests.support.fake_chat import FakeChatUpstream, Reply, fake_token_count
 from tests.support.servers import ServerThread
 
@@ -235,10 +235,16 @@ def test_a_200_turn_chain_keeps_answering_with_context_management(lc, up):
         assert fake_token_count(sent) <= 200 and sent[-1]["content"] == f"turn {i}: {LONG}"
         previous = response.id
     assert compactions >= 40
-    # Each summary call read the previous summary: what was compacted is carried forward.
-    summary_calls = [r for r in up.requests if r["messages"][0]["content"] == INSTRUCTIONS]
+    summary_calls = [i for i, r in enumerate(up.requests) if r["messages"][-1]["content"] == REQUEST]
     assert len(summary_calls) == compactions
-    assert all(SUMMARY_HEADER in r["messages"][1]["content"] for r in summary_calls[1:])
+    for index in summary_calls[1:]:
+        # Each summary call read the previous summary: what was compacted is carried forward.
+        summary, before = up.requests[index]["messages"], up.requests[index - 1]["messages"]
+        assert SUMMARY_HEADER in summary[0]["content"]
+        # It is the context the previous answer was given, that answer, then the request
+        # for the summary: a prompt cache holds all but the last message.
+        assert summary[: len(before)] == before and len(summary) == len(before) + 2
+        assert summary[len(before)]["role"] == "assistant"
 
 
 # -- compaction -------------------------------------------------------------------------------
@@ -283,7 +289,8 @@ def test_compact_summarizes_with_the_routed_model_and_seals_the_summary(lc, up):
     # The summary came from the routed model, with Continuo's compaction prompt.
     summary_call = up.last
     assert summary_call["model"] == "gpt-5-codex"
-    assert summary_call["messages"][0] == {"role": "system", "content": INSTRUCTIONS}
+    assert summary_call["messages"][-1] == {"role": "user", "content": REQUEST} and INSTRUCTIONS in REQUEST
+    assert summary_call["messages"][0] == {"role": "system", "content": "You are a travel agent."}
     assert "Find me a hotel." not in json.dumps(summary_call["messages"])  # the last turn is kept verbatim
 
     # Passed back as input, the item stands for what it replaced.
@@ -353,6 +360,7 @@ def test_context_management_compacts_past_the_threshold_and_the_chain_goes_on(lc
             model="gpt-4.1", input=f"turn {i}: {LONG}", previous_response_id=previous, instructions="Be brief."
         )
         previous = response.id
+    before = [*up.last["messages"], {"role": "assistant", "content": response.output_text}]
     up.reset()
     up.script(Reply(text="SUMMARY OF TURNS 0-2"), Reply(text="reply 3"))
     response = lc.responses.create(
@@ -365,7 +373,10 @@ def test_context_management_compacts_past_the_threshold_and_the_chain_goes_on(lc
     assert [o.type for o in response.output] == ["compaction", "message"]
     assert response.output_text == "reply 3"
     summary_call, answer_call = up.requests
-    assert summary_call["messages"][0]["content"] == INSTRUCTIONS
+    # The context the last answer was given (its instructions too), that answer, then the
+    # request for the summary.
+    assert summary_call["messages"] == [*before, {"role": "user", "content": REQUEST}]
+    assert before[0] == {"role": "system", "content": "Be brief."}
     assert answer_call["messages"][0] == {"role": "system", "content": "Be brief."}
     assert "SUMMARY OF TURNS 0-2" in answer_call["messages"][1]["content"]
     assert [m["content"] for m in answer_call["messages"][2:]] == ["turn 3: what next?"]

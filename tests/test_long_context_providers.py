@@ -12,7 +12,7 @@ import pytest
 
 from continuo.api.app import create_app
 from continuo.config import parse_config
-from continuo.core.compaction import INSTRUCTIONS, SUMMARY_HEADER
+from continuo.core.compaction import REQUEST, SUMMARY_HEADER
 from tests.support.fake_chat import Reply as ChatReply
 from tests.support.fake_responses import Reply
 from tests.support.servers import ServerThread
@@ -75,7 +75,8 @@ def test_responses_provider_compaction_round_trip(rc, rfake):
     )
     assert compacted.output[-1].type == "compaction"
     summary_call = rfake.last
-    assert summary_call["instructions"] == INSTRUCTIONS and summary_call["store"] is False
+    assert summary_call["store"] is False and not summary_call.get("instructions")
+    assert _texts(summary_call["input"]) == ["I am Bob; I want a red bike.", "A red bike, noted.", REQUEST]
     item = compacted.output[-1].model_dump(exclude_none=True)
     rc.responses.create(model="gpt-5-codex", input=[item, {"role": "user", "content": "And the price?"}])
     sent = rfake.last["input"]
@@ -156,7 +157,8 @@ async def test_agents_sdk_compaction_session(server, upstream, tmp_path):
         {"role": "user", "content": "I like blue."},
     ]
     summary_call = upstream.requests[2]
-    assert summary_call["messages"][0]["content"] == INSTRUCTIONS
+    # The session's compact call sends no instructions: the stored turns, then the request.
+    assert summary_call["messages"][-1] == {"role": "user", "content": REQUEST}
     assert "My name is Ada." in json.dumps(summary_call["messages"])
     third = await agents.Runner.run(agent, "What is my name?", session=session)
     assert third.final_output == "You are Ada."

@@ -29,6 +29,7 @@ LOCAL_ONLY = (
     "n_threads",
     "n_ctx",
     "cache_ram_mib",
+    "cache_reuse",
     "parallel",
     "default_max_output_tokens",
     "sampling_defaults",
@@ -231,6 +232,9 @@ class ProviderConfig(_Section):
     n_threads: Annotated[int, Field(ge=1)] = 1
     n_ctx: Annotated[int, Field(ge=16)] = 4096
     cache_ram_mib: Count | None = None
+    # type = "local": llama.cpp's --cache-reuse: the shortest run of cached prompt tokens
+    # that a new prompt may reuse by shifting it (0: off, only a common prefix is reused).
+    cache_reuse: Count = 0
     # The largest non-streamed body, and the longest stream line, taken from the upstream.
     max_response_bytes: Annotated[int, Field(ge=1)] = 16 * 1024 * 1024
     # type = "local": generations at once (llama.cpp slots, continuous batching); each

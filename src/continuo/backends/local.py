@@ -334,6 +334,9 @@ class LocalBackend:
             # workers of a shared model do (a stream holds one for its whole length).
             params.n_threads_http = 2 + 2 * self.parallel
             params.cache_ram_mib = int(self.config.options.get("cache_ram_mib", 256))
+            # Reuse cached runs of a prompt whose start changed (a cut made by
+            # ``truncation: "auto"``) by shifting them instead of reading them again.
+            params.n_cache_reuse = self.config.cache_reuse
             params.verbosity = int(os.environ.get("CONTINUO_LOCAL_VERBOSITY", "-1"))
             # The embedded HTTP listener (loopback, random port) cannot be turned off: lock it.
             params.api_keys = [self._tokenizer.key]

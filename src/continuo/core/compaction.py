@@ -10,7 +10,12 @@ may be dropped); it is opened and becomes a developer message with the summary, 
 its kept items.
 
 The summary is a model call like any other, made by the run driver with a sink that only
-collects the answer.
+collects the answer. It is the context itself, under the request's own instructions,
+followed by one user message that asks for the summary (as Codex compacts): the model
+has just read that context, so its prompt cache (an upstream's, or the embedded model's
+slot) already holds all but the last message, and the summary costs only its own words
+instead of a second reading of the whole context. (The call offers no tools, so where
+the context was read with tools offered the cached prefix is only the part before them.)
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ the user's goals and the task in progress; every fact, name, number or preferenc
 gave; decisions and results so far; tool calls made, their results, and calls still waiting; \
 open questions. Leave out greetings and repetition. Plain text, no preamble."""
 
-REQUEST = "Write the summary of the conversation above now, following the instructions."
+# The message that asks for the summary, after the context it summarizes.
+REQUEST = INSTRUCTIONS + "\n\nWrite the summary of the conversation above now."
 SUMMARY_HEADER = "Summary of the earlier part of this conversation (compacted):\n\n"
 MAX_SUMMARY_TOKENS = 1024
 
@@ -134,7 +140,7 @@ class Compactor:
         call = CreateRequest(
             model=request.model,
             input=[*items, user_message(REQUEST)],
-            instructions=INSTRUCTIONS,
+            instructions=request.instructions,  # the context's own prefix: a cache hit
             store=False,
             max_output_tokens=budget,
             temperature=0.2,
