@@ -224,9 +224,22 @@ def test_models_list_names_and_the_embedded_model_behind_a_catch_all():
     router = Router(config, _Backend)  # type: ignore[arg-type]
     assert router.model_names() == ["gpt-x", "embedded"]
     assert router.serves("anything") and router.serves("embedded")
+    # Which provider each name goes to (GET /v1/models says it as owned_by).
+    assert [router.provider_name(n) for n in ("gpt-x", "embedded", "anything")] == ["up", "embedded", "embedded"]
     config.models = [ModelConfig(name="gpt-x", provider="up")]
     strict = Router(config, _Backend)  # type: ignore[arg-type]
     assert strict.model_names() == ["gpt-x"] and not strict.serves("anything")
+    assert strict.provider_name("anything") is None
+
+
+def test_models_say_which_provider_serves_them(upstream, tmp_path):
+    path = write_config(tmp_path / "c.toml", database_url=f"sqlite:///{tmp_path / 'c.db'}", upstream_url=upstream.url)
+    server = ServerThread(create_app(load_config(path))).start()
+    try:
+        with openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0) as client:
+            assert client.models.retrieve("gpt-anything").owned_by == "fake"
+    finally:
+        server.stop()
 
 
 def test_what_was_stored_while_open_is_moved_to_a_project(upstream, tmp_path):

@@ -324,6 +324,7 @@ def test_the_response_page_shows_calls_outputs_reasoning_usage_and_metadata(page
     expect(page.locator("#metadata")).to_contain_text("blue")
     overview = page.locator("#overview")
     expect(overview).to_contain_text("gpt-other")
+    expect(overview.locator("dt", has_text="Provider").locator("xpath=following-sibling::dd[1]")).to_have_text("fake")
     expect(overview).to_contain_text("foreground")
     expect(overview.get_by_role("link", name=store.weather_call)).to_be_visible()
 

@@ -113,20 +113,22 @@ async def list_input_items(request: Request) -> Response:
     return json_response(page)
 
 
-def _model(name: str) -> dict[str, Any]:
-    return {"id": name, "object": "model", "created": 0, "owned_by": "continuo"}
+def _model(name: str, provider: str | None) -> dict[str, Any]:
+    # owned_by: the configured provider that serves the name (the console shows it).
+    return {"id": name, "object": "model", "created": 0, "owned_by": provider or "continuo"}
 
 
 async def list_models(request: Request) -> Response:
-    names = _service(request).model_names()
-    return json_response({"object": "list", "data": [_model(name) for name in names]})
+    service = _service(request)
+    models = [_model(name, service.provider_name(name)) for name in service.model_names()]
+    return json_response({"object": "list", "data": models})
 
 
 async def get_model(request: Request) -> Response:
     name = request.path_params["model"]
     if not _service(request).serves(name):
         raise NotFound(f"The model '{name}' does not exist.", param="model", code="model_not_found")
-    return json_response(_model(name))
+    return json_response(_model(name, _service(request).provider_name(name)))
 
 
 async def healthz(request: Request) -> Response:

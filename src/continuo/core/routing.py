@@ -66,6 +66,13 @@ class Router:
             names.append(catch_all[1].name)
         return names
 
+    def provider_name(self, model: str) -> str | None:
+        """The name of the provider a request for ``model`` goes to (None: not served)."""
+        route = self.routes.get(model) or self.routes.get("*")
+        if route is None:
+            return None
+        return route[1].name
+
     def serves(self, model: str) -> bool:
         """Whether a request for ``model`` would be routed (any name, with a "*")."""
         return model in self.routes or "*" in self.routes

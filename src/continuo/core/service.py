@@ -140,6 +140,9 @@ class ResponsesService:
     def serves(self, model: str) -> bool:
         return self.driver.router.serves(model)
 
+    def provider_name(self, model: str) -> str | None:
+        return self.driver.router.provider_name(model)
+
     async def ping(self) -> bool:
         return await self.store.ping()
 

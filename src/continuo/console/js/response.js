@@ -27,7 +27,7 @@ function time(unix) {
   return unix ? h("time", { datetime: isoTime(unix) }, when(unix)) : null;
 }
 
-function overview(response) {
+function overview(response, provider) {
   const previous = response.previous_response_id
     ? h("a", { href: `#/responses/${encodeURIComponent(response.previous_response_id)}` }, h("code", null, response.previous_response_id))
     : null;
@@ -44,7 +44,7 @@ function overview(response) {
       ["Status", statusBadge(h, response.status)],
       ["Problem", problem],
       ["Model", response.model],
-      ["Provider", response.provider || null],
+      ["Provider", provider],
       ["Mode", response.background ? "background" : "foreground"],
       ["Created", time(response.created_at)],
       ["Completed", time(response.completed_at)],
@@ -116,6 +116,19 @@ function deleteDialog(response, navigate, signal) {
   return dialog;
 }
 
+// The provider a model name is served by, as GET /v1/models/{model} says it (owned_by):
+// the one configured now (a response object does not name its provider).
+async function providerOf(model, signal) {
+  if (!model) return null;
+  try {
+    const found = await get(`/v1/models/${encodeURIComponent(model)}`, { signal });
+    return found.owned_by || null;
+  } catch (error) {
+    if (error.name === "AbortError") throw error;
+    return null;
+  }
+}
+
 export async function responsePage(page, id) {
   const { main, signal, navigate } = page;
   const [response, graph, input] = await Promise.all([
@@ -123,6 +136,7 @@ export async function responsePage(page, id) {
     get(`${path(id)}/graph`, { signal }).catch((error) => (error.name === "AbortError" ? Promise.reject(error) : error)),
     inputItems(id, signal),
   ]);
+  const provider = await providerOf(response.model, signal);
   const running = RUNNING.has(response.status);
   const actions = h("div", { class: "actions" });
   const notice = h("p", { class: "notice", role: "status" });
@@ -166,7 +180,7 @@ export async function responsePage(page, id) {
     h("h1", { tabindex: "-1" }, "Response ", h("code", null, response.id)),
     h("div", { class: "head" }, statusBadge(h, response.status), actions),
     notice,
-    h("div", { class: "grid" }, overview(response), usage(response), metadata(response)),
+    h("div", { class: "grid" }, overview(response, provider), usage(response), metadata(response)),
     live,
     chain,
     section("Input", "input", itemList(input.items, "Input items"), more),
