@@ -34,21 +34,7 @@ def _text(request: Request, name: str) -> str | None:
 
 def _seconds(request: Request, name: str) -> int | None:
     raw = _text(request, name)
-    if raw is None:
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidRequest(
-            f"Invalid '{name}': expected an integer (unix seconds), got '{raw[:40]}'.", param=name, code="invalid_type"
-        ) from None
-    if not 0 <= value <= MAX_SECONDS:
-        raise InvalidRequest(
-            f"Invalid '{name}': expected a value between 0 and {MAX_SECONDS}, got {raw[:40]}.",
-            param=name,
-            code="invalid_value",
-        )
-    return value
+    return None if raw is None else params.bounded_int(raw, name, MAX_SECONDS, "an integer (unix seconds)")
 
 
 def _background(request: Request) -> bool | None:

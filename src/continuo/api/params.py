@@ -54,6 +54,24 @@ async def json_body(request: Request) -> Any:
         ) from None
 
 
+def bounded_int(raw: str, name: str, maximum: int, expected: str = "an integer") -> int:
+    """A query parameter that must be an integer from 0 to ``maximum``: the 400 naming it
+    otherwise (``expected`` says what kind of integer, in the message)."""
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidRequest(
+            f"Invalid '{name}': expected {expected}, got '{raw[:40]}'.", param=name, code="invalid_type"
+        ) from None
+    if not 0 <= value <= maximum:
+        raise InvalidRequest(
+            f"Invalid '{name}': expected a value between 0 and {maximum}, got {raw[:40]}.",
+            param=name,
+            code="invalid_value",
+        )
+    return value
+
+
 def limit(request: Request) -> int:
     raw = request.query_params.get("limit", "20")
     try:

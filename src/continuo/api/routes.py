@@ -14,6 +14,7 @@ from continuo.api.console import CONSOLE_ROUTES
 from continuo.api.conversations import ROUTES as CONVERSATION_ROUTES
 from continuo.api.listing import ROUTES as LISTING_ROUTES
 from continuo.api.observe import metrics_endpoint
+from continuo.api.params import bounded_int
 from continuo.api.params import json_body as _json_body
 from continuo.api.params import limit as _limit
 from continuo.api.params import order as _order
@@ -22,7 +23,7 @@ from continuo.api.responses import SSEResponse, json_response
 from continuo.core.builder import Event
 from continuo.core.limits import Limiter
 from continuo.core.service import ResponsesService
-from continuo.errors import APIError, InvalidRequest, NotFound
+from continuo.errors import APIError, NotFound
 from continuo.observability import note_request
 
 
@@ -61,27 +62,10 @@ async def create_response(request: Request) -> Response:
 
 
 def _starting_after(request: Request) -> int | None:
-    sequence_max = 2**31 - 1  # the events column holds 32 bits on PostgreSQL
     raw = request.query_params.get("starting_after")
-    if raw is None:
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidRequest(
-            f"Invalid 'starting_after': expected an integer, got '{raw[:40]}'.",
-            param="starting_after",
-            code="invalid_type",
-        ) from None
-    # Checked before any header is sent: past the column's range the database would fail
-    # mid-stream.
-    if not 0 <= value <= sequence_max:
-        raise InvalidRequest(
-            f"Invalid 'starting_after': expected a value between 0 and {sequence_max}, got {raw[:40]}.",
-            param="starting_after",
-            code="invalid_value",
-        )
-    return value
+    # Checked before any header is sent: past the events column's 32 bits (PostgreSQL) the
+    # database would fail mid-stream.
+    return None if raw is None else bounded_int(raw, "starting_after", 2**31 - 1)
 
 
 async def get_response(request: Request) -> Response:
