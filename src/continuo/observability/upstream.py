@@ -64,30 +64,24 @@ class ObservedBackend:
 
     async def open(self, request: ModelRequest) -> DeltaStream:
         started = time.perf_counter()
-        if not tracing.enabled():  # the common case, without a span's dictionaries
-            call = _Call(self, started, None, current())
-            try:
-                stream = await self.backend.open(request)
-            except BaseException as exc:
-                call.finish(exc)
-                raise
-            return ObservedStream(stream, call)
-        span = tracing.start_span(
-            "upstream",
-            **{
-                "continuo.provider": self.provider,
-                "gen_ai.request.model": self.model,
-                "continuo.upstream_model": request.model,
-                "continuo.stream": request.stream,
-            },
-        )
+        span = None
+        if tracing.enabled():  # without a tracer, no span's dictionaries are built at all
+            span = tracing.start_span(
+                "upstream",
+                **{
+                    "continuo.provider": self.provider,
+                    "gen_ai.request.model": self.model,
+                    "continuo.upstream_model": request.model,
+                    "continuo.stream": request.stream,
+                },
+            )
         call = _Call(self, started, span, current())
         try:
-            with tracing.within(span):
+            if span is None:
                 stream = await self.backend.open(request)
-        except UpstreamError as exc:
-            call.finish(exc)
-            raise
+            else:
+                with tracing.within(span):
+                    stream = await self.backend.open(request)
         except BaseException as exc:
             call.finish(exc)
             raise
