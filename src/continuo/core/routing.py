@@ -34,8 +34,11 @@ class Router:
         # name, so only so many are kept).
         self._observed: dict[str, Backend] = {}
 
+    def _lookup(self, model: str) -> tuple[Backend, ProviderConfig, str | None, int | None] | None:
+        return self.routes.get(model) or self.routes.get("*")
+
     def _entry(self, model: str) -> tuple[Backend, ProviderConfig, str | None, int | None]:
-        route = self.routes.get(model) or self.routes.get("*")
+        route = self._lookup(model)
         if route is None:
             raise InvalidRequest(
                 f"The model '{model}' does not exist or is not served here.",
@@ -68,10 +71,8 @@ class Router:
 
     def provider_name(self, model: str) -> str | None:
         """The name of the provider a request for ``model`` goes to (None: not served)."""
-        route = self.routes.get(model) or self.routes.get("*")
-        if route is None:
-            return None
-        return route[1].name
+        route = self._lookup(model)
+        return None if route is None else route[1].name
 
     def serves(self, model: str) -> bool:
         """Whether a request for ``model`` would be routed (any name, with a "*")."""
