@@ -9,9 +9,7 @@ first indexes whatever waits, so it always finds every stored response.
 
 from __future__ import annotations
 
-import sqlite3
-
-from continuo.store.engine import sqlite_form
+from sqlalchemy import Connection
 
 BATCH = 500
 
@@ -32,19 +30,13 @@ _INDEX = (
 _DONE = "DELETE FROM response_search_pending WHERE response_id IN (SELECT response_id FROM temp.search_batch)"
 
 
-def index_waiting(conn: object, limit: int = BATCH) -> int:
+def index_waiting(conn: Connection, limit: int = BATCH) -> int:
     """Move up to ``limit`` waiting responses into the index; how many were waiting. Only
-    SQLite has anything waiting (PostgreSQL's GIN index gathers its own)."""
-    return 0
-
-
-@sqlite_form(index_waiting, applies=lambda limit=BATCH: True)
-def index_waiting_sqlite(raw: sqlite3.Connection, limit: int = BATCH) -> int:
-    raw.execute("CREATE TEMP TABLE IF NOT EXISTS search_batch (response_id TEXT PRIMARY KEY) WITHOUT ROWID")
-    raw.execute("DELETE FROM temp.search_batch")
-    taken = raw.execute(_TAKE, (limit,)).rowcount
+    on SQLite (PostgreSQL's GIN index gathers its own pending entries)."""
+    conn.exec_driver_sql("CREATE TEMP TABLE IF NOT EXISTS search_batch (response_id TEXT PRIMARY KEY) WITHOUT ROWID")
+    conn.exec_driver_sql("DELETE FROM temp.search_batch")
+    taken = int(conn.exec_driver_sql(_TAKE, (limit,)).rowcount)
     if taken:
-        raw.execute(_KEYS)
-        raw.execute(_INDEX)
-        raw.execute(_DONE)
+        for statement in (_KEYS, _INDEX, _DONE):
+            conn.exec_driver_sql(statement)
     return taken
