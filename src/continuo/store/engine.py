@@ -116,20 +116,27 @@ _BUSY_TIMEOUT_MS = 30_000
 
 
 @contextmanager
+def _raw_transaction(raw: Any, *, write: bool) -> Iterator[None]:
+    """One SQLite transaction on a sqlite3 connection in autocommit mode: BEGIN IMMEDIATE
+    for a write (the write lock is taken before anything is read), a deferred BEGIN for a
+    read (one consistent snapshot for all its statements)."""
+    raw.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+    try:
+        yield
+    except BaseException:
+        raw.rollback()
+        raise
+    raw.commit()
+
+
+@contextmanager
 def _transaction(engine: Engine, *, write: bool) -> Iterator[Connection]:
-    """One SQLite transaction on a connection in autocommit mode: BEGIN IMMEDIATE for a
-    write (the write lock is taken before anything is read), a deferred BEGIN for a read
-    (one consistent snapshot for all its statements)."""
+    """``_raw_transaction`` on a connection of ``engine``."""
     with engine.connect() as conn:
         raw = conn.connection.dbapi_connection
         assert raw is not None
-        raw.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-        try:
+        with _raw_transaction(raw, write=write):
             yield conn
-        except BaseException:
-            raw.rollback()
-            raise
-        raw.commit()
 
 
 class _Budget:
@@ -224,14 +231,8 @@ class Database:
 
     def _inline_raw_write(self, raw_operation: Callable[..., T], args: tuple[Any, ...]) -> T:
         raw = self._raw_inline()
-        raw.execute("BEGIN IMMEDIATE")
-        try:
-            result = raw_operation(raw, *args)
-        except BaseException:
-            raw.rollback()
-            raise
-        raw.commit()
-        return result
+        with _raw_transaction(raw, write=True):
+            return raw_operation(raw, *args)
 
     def _sqlite_checkpoint(self) -> None:
         # Under the write lock: with writes going on meanwhile the WAL would never be
