@@ -84,7 +84,7 @@ def _serve(args: argparse.Namespace) -> int:
         "ws_max_size": config.server.max_body_bytes,  # a response.create frame is a request body
     }
     if workers == 1:
-        uvicorn.run(create_app(config), **options)
+        uvicorn.run(create_app(config, freeze=True), **options)
         return 0
     # Several processes on one port, under uvicorn's supervisor (which restarts a worker
     # that dies). Migrations run once, here, before any worker starts.

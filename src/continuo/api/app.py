@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 from collections.abc import AsyncIterator
 
@@ -22,12 +23,21 @@ from continuo.services import Services
 class _App(Starlette):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # The server's own send, for the body of a stream: once an answer has started, the
-        # middlewares' send wrappers have nothing left to see (api/responses.py).
+        # middlewares' send wrappers have nothing left to see (api/responses.py). Taken out
+        # again at the end: uvicorn's send is a method of the request's cycle, which holds
+        # the scope, and that loop would leave every request to the cyclic GC.
         scope["continuo.body_send"] = send
-        await super().__call__(scope, receive, send)
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            del scope["continuo.body_send"]
 
 
-def create_app(config: Config) -> Starlette:
+def create_app(config: Config, *, freeze: bool = False) -> Starlette:
+    """The app on ``config``. ``freeze``: a server process's own app (``continuo serve``),
+    which moves what its startup built out of the cyclic collector's sight; not for
+    apps started inside another program (the tests), whose other objects it would pin."""
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         services = await Services.open(config)
@@ -39,6 +49,11 @@ def create_app(config: Config) -> Starlette:
         app.state.conversations = services.conversations
         app.state.retention = services.retention
         app.state.listing = services.listing
+        # What startup built (modules, configuration, pools) lives as long as the process:
+        # out of the collector's sight, a full collection no longer walks it all again.
+        if freeze:
+            gc.collect()
+            gc.freeze()
         try:
             yield
         finally:
@@ -61,4 +76,4 @@ def worker_app() -> Starlette:
     config.database.migrate = False
     setup_logging(config.logging.format, os.environ.get("CONTINUO_LOG_LEVEL") or config.logging.level)
     setup_tracing()
-    return create_app(config)
+    return create_app(config, freeze=True)
