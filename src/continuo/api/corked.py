@@ -67,3 +67,9 @@ class CorkedTransport:
 class CorkedHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(CorkedTransport(transport, self.loop))  # type: ignore[arg-type]
+
+    def on_response_complete(self) -> None:
+        # A whole answer goes out now: a JSON answer's head and body, written in the same
+        # turn, leave in one call without waiting for the turn's end.
+        self.transport.flush()  # type: ignore[attr-defined]
+        super().on_response_complete()

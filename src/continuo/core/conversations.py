@@ -9,13 +9,13 @@ read the response's ``conversation``). No HTTP and no SQL here.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
 from continuo.core import context
 from continuo.core import validation as v
 from continuo.core.items import normalize_input
+from continuo.core.shielded import shielded
 from continuo.core.status import Status
 from continuo.errors import InvalidRequest, NotFound, conversation_not_found, conversation_unavailable
 from continuo.ids import new_id
@@ -82,7 +82,7 @@ async def release(store: Store, request: CreateRequest, response_id: str) -> Non
     if request.conversation is None:
         return
     try:
-        await asyncio.shield(store.release_conversation(response_id))
+        await shielded(store.release_conversation(response_id))
     except Exception:
         # The lock's own end (its time limit) frees the conversation anyway.
         log.exception("could not release the conversation of %s", response_id)

@@ -22,6 +22,7 @@ from continuo.core.fetch import Fetcher
 from continuo.core.mcp import MCPClients
 from continuo.core.request import CreateRequest
 from continuo.core.routing import Route, Router
+from continuo.core.shielded import shielded
 from continuo.core.tool_loop import ToolLoop
 from continuo.core.toolset import ToolSet, mcp_history, model_items
 from continuo.errors import APIError, InvalidRequest, UpstreamFailure
@@ -236,7 +237,7 @@ class RunDriver:
         builder.terminal()
         closing = pending + builder.drain()
         try:
-            await asyncio.shield(sink.persist(builder, closing))
+            await shielded(sink.persist(builder, closing))
         except Exception:
             log.exception("could not store response %s", builder.response["id"])
             builder.sequence = mark  # that terminal event never left
@@ -245,7 +246,7 @@ class RunDriver:
             closing = pending + builder.drain()
             if sink.persists_events:
                 try:
-                    await asyncio.shield(sink.persist(builder, closing))
+                    await shielded(sink.persist(builder, closing))
                 except Exception:
                     log.exception("could not store the failure of response %s", builder.response["id"])
                 return
@@ -255,6 +256,6 @@ class RunDriver:
 
 async def _close(upstream: DeltaStream) -> None:
     try:
-        await asyncio.shield(upstream.aclose())
+        await shielded(upstream.aclose())
     except Exception:
         log.warning("closing an upstream call failed", exc_info=True)
