@@ -63,7 +63,15 @@ responses = Table(
     Column("metadata", Text, nullable=True),
     Column("search_words", Text, nullable=True),
     Column("preview", Text, nullable=True),
-    Index("ix_responses_status_queued_at_us", "status", "queued_at_us"),
+    # The queue (core/background.py): background runs only, on the term its queries use,
+    # so that foreground responses do not write it (migration 0011).
+    Index(
+        "ix_responses_queue",
+        "status",
+        "queued_at_us",
+        sqlite_where=text("background IS 1"),
+        postgresql_where=text("background IS true"),
+    ),
     # The listing (GET /v1/responses): a keyset range on (created_at_us, id) in a project;
     # retention walks a project's responses oldest first on it too.
     Index("ix_responses_project_created", "project", "created_at_us", "id"),

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, bindparam, delete, func, select, update
+from sqlalchemy import Connection, Select, bindparam, delete, func, select, update
 from sqlalchemy import insert as sql_insert
 
 from continuo.errors import conversation_unavailable
@@ -67,20 +67,22 @@ def next_sequence(conn: Connection, response_id: str) -> int:
     return 0 if last is None else int(last) + 1
 
 
+# The oldest queued run (``ix_responses_queue`` serves it: its terms imply the index's).
+OLDEST_QUEUED = (
+    select(responses.c.id)
+    .where(responses.c.status == "queued", responses.c.background.is_(True))
+    .order_by(responses.c.queued_at_us)
+    .limit(1)
+)
+
+
 def claim(
     conn: Connection, owner: str, lease_until_us: int, begin: Callable[[dict[str, Any], int], list[StoredEvent]]
 ) -> ClaimedRun | None:
     """Take the oldest queued run, and in the same transaction apply ``begin`` (core's
     status change, returning its events) to it, so the stored object and the status
     column never disagree."""
-    oldest = (
-        select(responses.c.id)
-        .where(responses.c.status == "queued", responses.c.background.is_(True))
-        .order_by(responses.c.queued_at_us)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
-    )
+    oldest = OLDEST_QUEUED.with_for_update(skip_locked=True).scalar_subquery()
     taken = (
         update(responses)
         .where(responses.c.id == oldest, responses.c.status == "queued")
@@ -177,10 +179,13 @@ def request_cancel(conn: Connection, project: str, response_id: str) -> None:
     )
 
 
-def expired(conn: Connection, now_us: int) -> list[ExpiredRun]:
-    query = select(responses.c.project, responses.c.id, responses.c.cancel_requested).where(
+def expired_query(now_us: int) -> Select[Any]:
+    """Background runs whose lease ran out (``ix_responses_queue`` serves it)."""
+    return select(responses.c.project, responses.c.id, responses.c.cancel_requested).where(
         responses.c.status == "in_progress", responses.c.background.is_(True), responses.c.lease_until_us < now_us
     )
-    return [
-        ExpiredRun(project, response_id, bool(cancel)) for project, response_id, cancel in conn.execute(query).all()
-    ]
+
+
+def expired(conn: Connection, now_us: int) -> list[ExpiredRun]:
+    rows = conn.execute(expired_query(now_us)).all()
+    return [ExpiredRun(project, response_id, bool(cancel)) for project, response_id, cancel in rows]
