@@ -7,7 +7,10 @@ import json
 import openai
 import pytest
 
+from continuo.api.app import create_app
+from tests.support.configs import make_config
 from tests.support.fake_chat import Reply
+from tests.support.servers import ServerThread
 
 
 def test_plain_response_has_every_field(client, upstream):
@@ -38,6 +41,22 @@ def test_upstream_key_comes_from_environment_and_headers_from_config(client, ups
     client.responses.create(model="gpt-test", input="hi")
     assert upstream.headers[-1]["authorization"] == "Bearer sk-upstream-secret"
     assert upstream.headers[-1]["x-tenant"] == "team-7"
+
+
+def test_upstream_cookies_are_not_kept(upstream, tmp_path):
+    # One session calls the upstream for every client: a cookie one answer sets must not
+    # ride along on anyone's later calls. By name, not by IP: aiohttp keeps no cookies of
+    # IP hosts anyway.
+    config = make_config(upstream.url.replace("127.0.0.1", "localhost"), tmp_path / "c.db")
+    server = ServerThread(create_app(config)).start()
+    try:
+        with openai.OpenAI(base_url=f"{server.url}/v1", api_key="sk", max_retries=0) as client:
+            upstream.script(Reply(text="first", headers={"set-cookie": "session=alice; Path=/"}), Reply(text="second"))
+            client.responses.create(model="gpt-test", input="one")
+            client.responses.create(model="gpt-test", input="two")
+    finally:
+        server.stop()
+    assert "cookie" not in upstream.headers[-1]
 
 
 def test_star_route_passes_requested_name(client, upstream):

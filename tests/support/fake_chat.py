@@ -49,6 +49,8 @@ class Reply:
     cached_tokens: int = 0
     reasoning_tokens: int = 0
     reasoning_field: str = "reasoning_content"
+    # Headers of a non-streamed completion (a Set-Cookie, say).
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 def fake_token_count(messages: list[dict[str, Any]], tools: Any = None) -> int:
@@ -155,7 +157,9 @@ class FakeChatUpstream:
                 reply.text = "echo: " + _last_user_text(body["messages"])
         if body.get("stream"):
             return StreamingResponse(self._stream(body, reply), media_type="text/event-stream")
-        return Response(orjson.dumps(self._completion(body, reply)), media_type="application/json")
+        return Response(
+            orjson.dumps(self._completion(body, reply)), media_type="application/json", headers=reply.headers
+        )
 
     def _usage(self, reply: Reply, completion_tokens: int) -> dict[str, Any]:
         return {

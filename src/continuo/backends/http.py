@@ -257,6 +257,9 @@ class HTTPProvider:
                 timeout=self.timeout,
                 connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30),
                 auto_decompress=True,
+                # One session serves every client: a cookie one upstream answer sets must
+                # not ride along on another client's calls.
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
         return self._session
 
