@@ -22,6 +22,7 @@ from urllib.parse import parse_qs
 import httpx
 import orjson
 
+from continuo.api.corked import WRITE_CHUNKS
 from tests.support import contract
 from tests.support.specs import schemas
 
@@ -144,6 +145,19 @@ class Recorder:
             except OSError:
                 exchange.disconnected = True
                 raise
+
+        # A stream's events under continuo's own protocol go by its chunk writer, not send.
+        if (writer := scope.get(WRITE_CHUNKS)) is not None:
+
+            async def write_recorded(chunks: list[bytes]) -> None:
+                exchange.chunks.extend(bytes(chunk) for chunk in chunks if chunk)
+                try:
+                    await writer(chunks)
+                except OSError:
+                    exchange.disconnected = True
+                    raise
+
+            scope[WRITE_CHUNKS] = write_recorded
 
         try:
             await self.app(scope, receive_recorded, send_recorded)

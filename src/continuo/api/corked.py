@@ -12,9 +12,16 @@ benchmark spent a fifth of its CPU time in them: docs/performance.md).
 from __future__ import annotations
 
 import asyncio
+import weakref
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+
+# Where a request served by this protocol finds ``write_chunks`` (api/responses.py).
+WRITE_CHUNKS = "continuo.write_chunks"
+ChunkWriter = Callable[[list[bytes]], Awaitable[None]]
 
 
 class CorkedTransport:
@@ -64,9 +71,37 @@ class CorkedTransport:
         return getattr(self._transport, name)
 
 
+async def write_chunks(ref: weakref.ref[RequestResponseCycle], chunks: list[bytes]) -> None:
+    """Body chunks of a started chunked answer, each its own HTTP chunk, in one write: what
+    uvicorn's ``send`` does for one ``http.response.body`` message (``more_body``), without
+    building and reading a message a chunk (a stream's events are most of its messages)."""
+    cycle = ref()
+    if cycle is None:
+        return
+    if cycle.flow.write_paused and not cycle.disconnected:
+        await cycle.flow.drain()
+    if cycle.disconnected:
+        return
+    if not cycle.response_started or cycle.response_complete or not cycle.chunked_encoding:
+        raise RuntimeError("body chunks need a started answer in chunked encoding")
+    parts: list[bytes] = []
+    for chunk in chunks:
+        if chunk:
+            parts += (b"%x\r\n" % len(chunk), chunk, b"\r\n")
+    cycle.transport.write(b"".join(parts))
+
+
 class CorkedHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(CorkedTransport(transport, self.loop))  # type: ignore[arg-type]
+
+    def on_headers_complete(self) -> None:
+        before = self.cycle
+        super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle is not before:
+            # A weak reference: the cycle holds the scope, which would hold it back.
+            cycle.scope[WRITE_CHUNKS] = partial(write_chunks, weakref.ref(cycle))  # type: ignore[literal-required]
 
     def on_response_complete(self) -> None:
         # A whole answer goes out now: a JSON answer's head and body, written in the same

@@ -10,6 +10,7 @@ import orjson
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from continuo.api.corked import WRITE_CHUNKS, ChunkWriter
 from continuo.core.builder import Event
 
 
@@ -71,7 +72,11 @@ class SSEResponse(Response):
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             body_send = scope.get("continuo.body_send", send)  # api/app.py
             batches = getattr(events, "batches", None)  # core/foreground.py's EventStream
-            if batches is not None:
+            write_chunks: ChunkWriter | None = scope.get(WRITE_CHUNKS)  # under continuo serve
+            if batches is not None and write_chunks is not None:
+                async for batch in batches():
+                    await write_chunks([sse_frame(kind, data) for kind, data in batch])
+            elif batches is not None:
                 async for batch in batches():
                     for kind, data in batch:
                         await body_send({"type": _BODY, "body": sse_frame(kind, data), "more_body": True})
