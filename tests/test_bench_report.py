@@ -7,29 +7,11 @@ from typing import Any
 
 from benchmarks.report import markdown
 from benchmarks.scenarios.paging import Pager
+from tests.support.report_docs import report_doc
 
 
 def _batch(p50: float, p99: float, n: int = 2000) -> dict[str, Any]:
     return {"n": n, "ok": n, "p50_ms": p50, "p99_ms": p99, "elapsed_s": 2.0, "other_processes_cpu_s": 0.0}
-
-
-def _doc(**sections: Any) -> dict[str, Any]:
-    return {
-        "machine": {
-            "cores": 2,
-            "cpu_model": "cpu",
-            "memory_gib": 1,
-            "implementation": "CPython",
-            "python": "3.11",
-            "kernel": "6",
-        },
-        "pinning": {"continuo": {"core": 0}, "upstream": {"core": 1}, "loadgen": {"core": 1}},
-        "mode": "full",
-        "generated_at": "2026-01-01T00:00:00Z",
-        "duration_s": 1.0,
-        "plan": {},
-        **sections,
-    }
 
 
 def test_pager_counts_only_the_pages_and_passes_that_ended_in_the_window() -> None:
@@ -53,7 +35,7 @@ def test_report_prints_the_paging_table_with_both_runs_and_their_ratio() -> None
         "p99_ratio": 2.0,
         "pager": {"pages": 700, "passes": 7, "items_per_pass": 9999, "p50_ms": 2.5, "p99_ms": 4.25, "errors": 0},
     }
-    text = markdown(_doc(paging=paging))
+    text = markdown(report_doc(paging=paging))
     assert "| Short requests while another client pages a 5,000-turn chain | Alone | While paging | Ratio |" in text
     assert "| p50 latency, c=1 (ms) | 1.00 | 1.20 | 1.20x |" in text
     assert "| p99 latency, c=1 (ms) | 1.50 | 3.00 | 2.00x |" in text
@@ -63,7 +45,7 @@ def test_report_prints_the_paging_table_with_both_runs_and_their_ratio() -> None
 
 
 def test_report_without_a_paging_run_has_no_paging_table() -> None:
-    assert "pages a" not in markdown(_doc())
+    assert "pages a" not in markdown(report_doc())
 
 
 def test_cpu_ratio_targets_of_issue_18_are_computed_and_printed() -> None:
@@ -72,7 +54,7 @@ def test_cpu_ratio_targets_of_issue_18_are_computed_and_printed() -> None:
     def cpu(ms: float) -> dict[str, Any]:
         return {**_batch(1.0, 2.0), "server_cpu_ms_per_req": ms}
 
-    doc = _doc(
+    doc = report_doc(
         non_streamed={
             "baseline": {"c1": cpu(0.05)},
             "store_true": {"c1": cpu(0.65), "c16": cpu(0.52), "c64": cpu(0.6)},
@@ -82,7 +64,7 @@ def test_cpu_ratio_targets_of_issue_18_are_computed_and_printed() -> None:
     )
     doc["targets"] = found = targets(doc)
     # Only the targets table is printed here: the scenarios' own tables need whole runs.
-    doc = _doc(targets=found)
+    doc = report_doc(targets=found)
     assert found["store_cpu_ratio"] == {"target": 1.3, "by_concurrency": {"c1": 1.3, "c16": 1.3}, "met": True}
     assert found["stream_cpu_ratio"] == {"target": 2.0, "ratio": 2.1, "met": False}
     text = markdown(doc)

@@ -7,7 +7,7 @@ from typing import Any
 
 from benchmarks.report import markdown
 from benchmarks.scenarios.workers import writer_model
-from tests.test_bench_report import _doc
+from tests.support.report_docs import report_doc
 
 
 def _lat(p50: float, p99: float, **more: Any) -> dict[str, Any]:
@@ -61,7 +61,7 @@ def test_report_prints_the_four_added_tables() -> None:
         "lock_hold": {"samples": 2000, "p50_ms": 0.2, "p99_ms": 0.5, "mean_ms": 0.25},
         "model": writer_model(0.5, 0.25),
     }
-    text = markdown(_doc(conversations=conversations, websocket=websocket, mcp=mcp, workers=workers))
+    text = markdown(report_doc(conversations=conversations, websocket=websocket, mcp=mcp, workers=workers))
     assert "| 100 | 50 (100) | 3.00 | 2.00 | +1.00 | 5.00 | 4.50 | +0.50 |" in text
     assert "| one WebSocket, `store: false` | 300 | 1.75 | +1.50 | 3.25 | +3.00 | 1.25 |" in text
     assert "| **added** | **+3.00** | **+6.00** |" in text

@@ -13,8 +13,8 @@ import orjson
 import zstandard
 
 from tests.support.fake_chat import FakeChatUpstream, Reply
+from tests.support.mcp_streams import stream_events
 from tests.support.servers import ServerThread
-from tests.test_mcp import stream_events
 
 PATCH = "*** Begin Patch\n*** Add File: hello.txt\n+hi\n*** End Patch"
 APPLY_PATCH = {

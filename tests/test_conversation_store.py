@@ -13,7 +13,7 @@ from sqlalchemy import event, func, select, text
 from continuo.store.ops.conversations import ITEM, PAGE_ASC, POSITION_OF
 from continuo.store.schema import conversation_items, items, now_us
 from continuo.store.sql import SQLStore
-from tests.test_store import response, texts, user
+from tests.support.records import response, texts, user
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -160,3 +160,4 @@ async def test_lock_refuses_expires_and_follows_the_holder(store):
     assert await store.acquire_conversation("p", "conv_l", "resp_5", None) == "locked"
     assert await store.finish_run("resp_bg", queued | {"status": "cancelled"}, [], from_statuses=("queued",))
     assert await store.acquire_conversation("p", "conv_l", "resp_5", None) == "ok"
+

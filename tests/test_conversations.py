@@ -17,7 +17,7 @@ from tests.support.configs import write_config
 from tests.support.fake_chat import Reply
 from tests.support.postgres import create_database, drop_database
 from tests.support.servers import ServerThread
-from tests.test_background import wait_until
+from tests.support.waits import wait_until
 
 KEYS = (
     '[[keys]]\nproject = "alpha"\nenv = "CONTINUO_TEST_CONV_ALPHA"\n\n'
@@ -366,7 +366,7 @@ def check_input_id(server: ServerThread, response_id: str) -> str:
 def test_two_replicas_refuse_the_second_response(upstream, tmp_path):
     """Two server processes on one PostgreSQL database: a response in progress on one
     replica holds the conversation for the other one too."""
-    from tests.test_replicas import Cluster, client
+    from tests.support.cluster import Cluster, client
 
     nodes = Cluster(tmp_path, upstream.url)
     try:

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from continuo.api.app import create_app
-from tests.conftest import make_config
+from tests.support.configs import make_config
 from tests.support.schema_strategy import ANY_JSON, SchemaStrategies
 from tests.support.servers import ServerThread
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from continuo.api.app import create_app
-from tests.conftest import make_config
+from tests.support.configs import make_config
 from tests.support.servers import ServerThread
 
 

@@ -16,7 +16,7 @@ from continuo.store.base import ResponseQuery
 from continuo.store.engine import MIGRATIONS
 from continuo.store.sql import SQLStore
 from tests.support.postgres import create_database, drop_database
-from tests.test_store import response, user
+from tests.support.records import response, user
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -18,8 +18,8 @@ from continuo.api.app import create_app
 from continuo.config import parse_config
 from tests.support.fake_chat import FakeChatUpstream, Reply
 from tests.support.mcp_servers import OwnMCPServer, everything_server
+from tests.support.mcp_streams import stream_events
 from tests.support.servers import ServerThread
-from tests.test_mcp import stream_events
 
 STDIO = Path(__file__).parent / "support" / "mcp_stdio.py"
 

@@ -24,7 +24,7 @@ from tests.support.configs import write_config
 from tests.support.fake_chat import FakeChatUpstream, Reply
 from tests.support.process import ServerProcess
 from tests.support.servers import ServerThread
-from tests.test_background import wait_until
+from tests.support.waits import wait_until
 
 
 def serve(upstream_url: str, db: Path, **sections: Any) -> ServerThread:

@@ -12,6 +12,7 @@ from sqlalchemy import event, text
 
 from continuo.store.base import ExpiredRun, StoredEvent
 from continuo.store.sql import SQLStore
+from tests.support.records import response, texts, user
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -30,33 +31,6 @@ async def store(request, tmp_path) -> AsyncIterator[SQLStore]:
     await instance._write(empty)
     yield instance
     await instance.close()
-
-
-def response(response_id: str, previous: str | None = None, text_: str = "out", **extra: Any) -> dict[str, Any]:
-    return {
-        "id": response_id,
-        "object": "response",
-        "created_at": int(time.time()),
-        "status": "completed",
-        "previous_response_id": previous,
-        "output": [
-            {
-                "id": f"msg_out_{response_id}",
-                "type": "message",
-                "role": "assistant",
-                "content": [{"type": "output_text", "text": text_}],
-            }
-        ],
-        **extra,
-    }
-
-
-def user(item_id: str, text_: str) -> dict[str, Any]:
-    return {"id": item_id, "type": "message", "role": "user", "content": [{"type": "input_text", "text": text_}]}
-
-
-def texts(items: list[dict[str, Any]]) -> list[str]:
-    return [item["content"][0]["text"] for item in items]
 
 
 async def test_save_get_delete(store):
