@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event, func, select, text
 
+from continuo.errors import NotFound
 from continuo.store.ops.conversations import ITEM, PAGE_ASC, POSITION_OF
 from continuo.store.schema import conversation_items, items, now_us
 from continuo.store.sql import SQLStore
@@ -161,3 +162,19 @@ async def test_lock_refuses_expires_and_follows_the_holder(store):
     assert await store.finish_run("resp_bg", queued | {"status": "cancelled"}, [], from_statuses=("queued",))
     assert await store.acquire_conversation("p", "conv_l", "resp_5", None) == "ok"
 
+
+@pytest.mark.parametrize("bad", ["conv_\x00x", "", "c" * 65])
+async def test_an_id_that_cannot_exist_is_not_found_without_asking(store: SQLStore, bad: str) -> None:
+    # PostgreSQL refuses NUL in text: such an id must answer "not found", never an error.
+    assert await store.get_conversation("p", bad) is None
+    assert await store.update_conversation("p", bad, {"k": "v"}) is None
+    assert await store.delete_conversation("p", bad) is False
+    assert await store.add_conversation_items("p", bad, [user("msg_x", "hi")]) is False
+    assert await store.conversation_history("p", bad) is None
+    assert await store.conversation_items("p", bad, limit=10, order="asc", after=None) is None
+    assert await store.conversation_item("p", bad, "msg_x") == (False, None)
+    assert await store.delete_conversation_item("p", bad, "msg_x") == (None, False)
+    assert await store.acquire_conversation("p", bad, "resp_1", None) == "missing"
+    queued = response("resp_bad", status="queued", background=True, conversation={"id": bad}) | {"output": []}
+    with pytest.raises(NotFound):
+        await store.create_background("p", queued, [user("msg_bg", "go")], {"model": "m", "input": "go"}, [])

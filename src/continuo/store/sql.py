@@ -186,37 +186,53 @@ class SQLStore(Database):
         return await self._write(conversations.create, project, conversation_id, metadata, items)
 
     async def get_conversation(self, project: str, conversation_id: str) -> dict[str, Any] | None:
+        if not well_formed(conversation_id):
+            return None
         return await self._read(conversations.get, project, conversation_id)
 
     async def update_conversation(
         self, project: str, conversation_id: str, metadata: dict[str, str]
     ) -> dict[str, Any] | None:
+        if not well_formed(conversation_id):
+            return None
         return await self._write(conversations.update_metadata, project, conversation_id, metadata)
 
     async def delete_conversation(self, project: str, conversation_id: str) -> bool:
+        if not well_formed(conversation_id):
+            return False
         return await self._write(conversations.delete_conversation, project, conversation_id)
 
     async def add_conversation_items(
         self, project: str, conversation_id: str, items: list[dict[str, Any]], *, release: str | None = None
     ) -> bool:
+        if not well_formed(conversation_id):
+            return False
         return await self._write(conversations.add_items, project, conversation_id, items, release)
 
     async def conversation_history(self, project: str, conversation_id: str) -> list[dict[str, Any]] | None:
+        if not well_formed(conversation_id):
+            return None
         return await self._read(conversations.history, project, conversation_id)
 
     async def conversation_items(
         self, project: str, conversation_id: str, *, limit: int, order: str, after: str | None
     ) -> ItemPage | None:
+        if not well_formed(conversation_id):
+            return None
         return await self._read(conversations.page, project, conversation_id, limit, order, after)
 
     async def conversation_item(
         self, project: str, conversation_id: str, item_id: str
     ) -> tuple[bool, dict[str, Any] | None]:
+        if not well_formed(conversation_id):
+            return False, None
         return await self._read(conversations.get_item, project, conversation_id, item_id)
 
     async def delete_conversation_item(
         self, project: str, conversation_id: str, item_id: str
     ) -> tuple[dict[str, Any] | None, bool]:
+        if not well_formed(conversation_id):
+            return None, False
         return await self._write(conversations.delete_item, project, conversation_id, item_id)
 
     async def acquire_conversation(

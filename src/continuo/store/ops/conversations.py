@@ -16,6 +16,7 @@ import orjson
 from sqlalchemy import Connection, and_, bindparam, case, delete, exists, func, or_, select, update
 from sqlalchemy import insert as sql_insert
 
+from continuo.ids import well_formed
 from continuo.store.base import ItemPage
 from continuo.store.schema import INPUT, OUTPUT, conversation_items, conversations, items, now_us, responses
 
@@ -265,7 +266,10 @@ def delete_item(conn: Connection, project: str, cid: str, item_id: str) -> tuple
 
 def acquire(conn: Connection, project: str, cid: str, response_id: str, until_us: int | None) -> str:
     """Take the conversation for ``response_id``: "ok", "locked" or "missing". With
-    ``until_us`` None the lock lasts while that response is queued or in progress."""
+    ``until_us`` None the lock lasts while that response is queued or in progress. An id
+    that cannot exist (``ids.well_formed``: PostgreSQL refuses NUL in text) is missing."""
+    if not well_formed(cid):
+        return "missing"
     params = {"cid": cid, "proj": project, "now": now_us(), "response_id": response_id, "until": until_us}
     if conn.execute(ACQUIRE, params).rowcount:
         return "ok"
