@@ -178,3 +178,14 @@ async def test_an_id_that_cannot_exist_is_not_found_without_asking(store: SQLSto
     queued = response("resp_bad", status="queued", background=True, conversation={"id": bad}) | {"output": []}
     with pytest.raises(NotFound):
         await store.create_background("p", queued, [user("msg_bg", "go")], {"model": "m", "input": "go"}, [])
+
+
+async def test_an_item_id_that_cannot_exist_is_not_found_without_asking(store: SQLStore) -> None:
+    await store.create_conversation("p", "conv_i", {}, [user("msg_1", "hi")])
+    for bad in ("msg_\x00x", "", "m" * 129):
+        assert await store.conversation_item("p", "conv_i", bad) == (True, None)
+        conversation, removed = await store.delete_conversation_item("p", "conv_i", bad)
+        assert conversation is not None and conversation["id"] == "conv_i" and removed is False
+        page = await store.conversation_items("p", "conv_i", limit=10, order="asc", after=bad)
+        assert page is not None and page.data == [] and page.anchor_found is False
+    assert texts((await store.conversation_items("p", "conv_i", limit=10, order="asc", after=None)).data) == ["hi"]

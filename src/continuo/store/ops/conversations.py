@@ -16,7 +16,7 @@ import orjson
 from sqlalchemy import Connection, and_, bindparam, case, delete, exists, func, or_, select, update
 from sqlalchemy import insert as sql_insert
 
-from continuo.ids import well_formed
+from continuo.ids import ITEM_ID_MAX, well_formed
 from continuo.store.base import ItemPage
 from continuo.store.schema import INPUT, OUTPUT, conversation_items, conversations, items, now_us, responses
 
@@ -229,6 +229,8 @@ def page(conn: Connection, project: str, cid: str, limit: int, order: str, after
         return None
     if after is None:
         bound = -1 if order == "asc" else LAST
+    elif not well_formed(after, ITEM_ID_MAX):  # cannot exist; PostgreSQL refuses NUL in text
+        return ItemPage([], False, anchor_found=False)
     else:
         found = conn.execute(POSITION_OF, {"cid": cid, "item_id": after}).scalar()
         if found is None:
@@ -244,6 +246,8 @@ def get_item(conn: Connection, project: str, cid: str, item_id: str) -> tuple[bo
     """(whether the conversation exists, the item)."""
     if not _exists(conn, project, cid):
         return False, None
+    if not well_formed(item_id, ITEM_ID_MAX):
+        return True, None
     body = conn.execute(ITEM, {"cid": cid, "item_id": item_id}).scalar()
     return True, None if body is None else orjson.loads(body)
 
@@ -251,8 +255,8 @@ def get_item(conn: Connection, project: str, cid: str, item_id: str) -> tuple[bo
 def delete_item(conn: Connection, project: str, cid: str, item_id: str) -> tuple[dict[str, Any] | None, bool]:
     """(the conversation, whether an item was removed from it)."""
     conversation = get(conn, project, cid)
-    if conversation is None:
-        return None, False
+    if conversation is None or not well_formed(item_id, ITEM_ID_MAX):
+        return conversation, False
     result = conn.execute(
         delete(conversation_items).where(
             conversation_items.c.conversation_id == cid, conversation_items.c.item_id == item_id
