@@ -17,17 +17,13 @@ from continuo.store.engine import MIGRATIONS
 from continuo.store.sql import SQLStore
 from tests.support.postgres import create_database, drop_database
 from tests.support.records import response, user
+from tests.support.stores import own_store
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def store(request, tmp_path) -> AsyncIterator[SQLStore]:
-    url = f"sqlite:///{tmp_path / 'store.db'}" if request.param == "sqlite" else create_database()
-    instance = SQLStore(url)
-    await instance.open()
-    yield instance
-    await instance.close()
-    if request.param == "postgresql":
-        drop_database(url)
+    async with own_store(request.param, tmp_path) as instance:
+        yield instance
 
 
 class Statements:

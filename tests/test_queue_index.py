@@ -11,20 +11,15 @@ from sqlalchemy import Select, text
 
 from continuo.store.ops.runs import OLDEST_QUEUED, expired_query
 from continuo.store.sql import SQLStore
-from tests.support.postgres import create_database, drop_database
+from tests.support.stores import own_store
 
 QUERIES: list[Select] = [OLDEST_QUEUED, expired_query(1_000)]  # type: ignore[type-arg]
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def store(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[SQLStore]:  # type: ignore[no-untyped-def]
-    url = f"sqlite:///{tmp_path / 'store.db'}" if request.param == "sqlite" else create_database()
-    instance = SQLStore(url)
-    await instance.open()
-    yield instance
-    await instance.close()
-    if request.param == "postgresql":
-        drop_database(url)
+    async with own_store(request.param, tmp_path) as instance:
+        yield instance
 
 
 def plans(store: SQLStore) -> list[str]:
