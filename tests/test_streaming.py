@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from continuo.api.app import create_app
+from tests.support.configs import make_config
 from tests.support.fake_chat import Reply
+from tests.support.servers import ServerThread
 from tests.support.sse import parse, raw_sse
 
 WEATHER = {
@@ -21,6 +24,21 @@ def without_parsed(value):
     if isinstance(value, list):
         return [without_parsed(v) for v in value]
     return value
+
+
+def test_framing_under_another_http_protocol(upstream, tmp_path):
+    # Served by a protocol that has no chunk writer of Continuo's (uvicorn's h11), events
+    # go as one body message each: still one HTTP chunk an event.
+    server = ServerThread(create_app(make_config(upstream.url, tmp_path / "h11.db")), http="h11").start()
+    try:
+        upstream.script(Reply(text="Hello there, world", chunk_size=3))
+        _, chunks = raw_sse(server.port, {"model": "gpt-test", "input": "hi", "stream": True})
+    finally:
+        server.stop()
+    events = parse(chunks)
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    assert "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta") == "Hello there, world"
+    assert events[-1]["type"] == "response.completed"
 
 
 def test_stream_framing_and_sequence(server, upstream):

@@ -22,7 +22,9 @@ def is_fake_upstream(app: Any) -> bool:
 
 
 class ServerThread:
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, http: Any = None) -> None:
+        """``http``: uvicorn's HTTP protocol; by default the one ``continuo serve`` uses
+        for Continuo (its corked protocol), uvicorn's own choice for a fake upstream."""
         self.app = app
         self.recorder = None if is_fake_upstream(app) else wire.record(app)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -30,8 +32,8 @@ class ServerThread:
         self.sock.bind(("127.0.0.1", 0))
         self.port: int = self.sock.getsockname()[1]
         served = app if self.recorder is None else self.recorder
-        # Continuo itself on the HTTP protocol `continuo serve` uses.
-        http: Any = "auto" if self.recorder is None else CorkedHttpToolsProtocol
+        if http is None:
+            http = "auto" if self.recorder is None else CorkedHttpToolsProtocol
         config = uvicorn.Config(
             served, loop="uvloop", http=http, log_level="warning", lifespan="on", timeout_graceful_shutdown=5
         )

@@ -72,14 +72,18 @@ class SSEResponse(Response):
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             body_send = scope.get("continuo.body_send", send)  # api/app.py
             batches = getattr(events, "batches", None)  # core/foreground.py's EventStream
-            write_chunks: ChunkWriter | None = scope.get(WRITE_CHUNKS)  # under continuo serve
-            if batches is not None and write_chunks is not None:
+            # Under continuo serve, the protocol's chunk writer (api/corked.py); elsewhere
+            # a body message a chunk.
+            write_chunks: ChunkWriter | None = scope.get(WRITE_CHUNKS)
+            if write_chunks is None:
+
+                async def write_chunks(chunks: list[bytes]) -> None:
+                    for chunk in chunks:
+                        await body_send({"type": _BODY, "body": chunk, "more_body": True})
+
+            if batches is not None:
                 async for batch in batches():
                     await write_chunks([sse_frame(kind, data) for kind, data in batch])
-            elif batches is not None:
-                async for batch in batches():
-                    for kind, data in batch:
-                        await body_send({"type": _BODY, "body": sse_frame(kind, data), "more_body": True})
             else:
                 async for kind, data in events:
                     await body_send({"type": _BODY, "body": sse_frame(kind, data), "more_body": True})
