@@ -23,15 +23,13 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from benchmarks import loadgen
 from benchmarks.harness import Bench
 from benchmarks.plan import ROOT, Plan
-from benchmarks.procs import free_port, python
+from benchmarks.procs import Child, free_port, python
 
 # name: (store, stream, concurrency)
 CASES = {
@@ -42,19 +40,6 @@ CASES = {
     "us16": (False, True, 16),
     "ss16": (True, True, 16),
 }
-
-
-def _wait(url: str, seconds: float = 600.0) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as answer:
-                answer.read()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
 
 
 def _totals(path: str) -> int:
@@ -70,7 +55,7 @@ def _control(*args: str) -> None:
     subprocess.run(["callgrind_control", *args], capture_output=True, check=False)
 
 
-def _start(root: Path, upstream: str) -> tuple[subprocess.Popen[bytes], Path, str, str]:
+def _start(root: Path, upstream: str) -> tuple[Child, Path, str, str]:
     """Continuo from ``root`` under callgrind, instrumentation off: the process, its folder,
     its URL and where callgrind dumps."""
     workdir = Path(tempfile.mkdtemp(prefix="continuo-instr-"))
@@ -80,21 +65,11 @@ def _start(root: Path, upstream: str) -> tuple[subprocess.Popen[bytes], Path, st
     out = str(workdir / "callgrind.out")
     command = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"]
     command += [python(), "-m", "continuo", "serve", "--config", str(config), "--port", str(port)]
-    env = dict(os.environ, PYTHONPATH=str(root / "src"))
-    with open(workdir / "continuo.log", "w") as log:
-        server = subprocess.Popen([*command, "--log-level", "warning"], env=env, stdout=log, stderr=subprocess.STDOUT)
-    _wait(f"http://127.0.0.1:{port}/healthz")
-    return server, workdir, f"http://127.0.0.1:{port}", out
-
-
-def _start_upstream(port: int) -> subprocess.Popen[bytes]:
-    upstream = subprocess.Popen(
-        [python(), "-m", "benchmarks.upstream", "--port", str(port), "--tokens", "32"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    _wait(f"http://127.0.0.1:{port}/health")
-    return upstream
+    command += ["--log-level", "warning"]
+    server = Child("continuo", command, workdir / "continuo.log", None, env={"PYTHONPATH": str(root / "src")})
+    url = f"http://127.0.0.1:{port}"
+    server.start().wait_healthy(f"{url}/healthz", timeout=600)  # valgrind starts it slowly
+    return server, workdir, url, out
 
 
 async def _measure(root: Path, upstream: str, cases: list[str], n: int, reps: int) -> dict[str, list[float]]:
@@ -127,8 +102,7 @@ async def _measure(root: Path, upstream: str, cases: list[str], n: int, reps: in
                         os.remove(path)
                 print(f"{root} {case}: {[round(v, 1) for v in found[case]]}", flush=True)
     finally:
-        server.terminate()
-        server.wait(60)
+        server.stop(grace=60)
     return found
 
 
@@ -141,13 +115,15 @@ async def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cases = args.cases.split(",")
     port = free_port()
-    upstream = _start_upstream(port)
+    argv = [python(), "-m", "benchmarks.upstream", "--port", str(port), "--tokens", "32"]
+    upstream = Child("upstream", argv, Path(tempfile.mkdtemp(prefix="continuo-instr-")) / "upstream.log", None)
+    upstream.start().wait_healthy(f"http://127.0.0.1:{port}/health")
     results = {}
     try:
         for root in args.roots:
             results[root] = await _measure(root.resolve(), f"http://127.0.0.1:{port}", cases, args.n, args.reps)
     finally:
-        upstream.terminate()
+        upstream.stop()
     print("\nthousands of instructions per request (least of the batches)")
     print("| case | " + " | ".join(str(root) for root in args.roots) + " |")
     print("|---|" + "---:|" * len(args.roots))
