@@ -11,6 +11,7 @@ zero, instrument, run, dump). Cases: ``u``/``s`` for ``store: false``/``true``, 
 ``s`` or ``u`` before ``s16`` for a 32-token stream (``us16``: unstored), the number the
 concurrency. Figures are thousands of instructions per request in user space, every
 thread included (SQLite's worker threads too); system calls themselves are not counted.
+``--keep DIR`` keeps the dumps (one file per thread) for ``callgrind_annotate``.
 Needs valgrind (Debian's ``valgrind`` package); nothing else in the project uses it.
 """
 
@@ -72,7 +73,9 @@ def _start(root: Path, upstream: str) -> tuple[Child, Path, str, str]:
     return server, workdir, url, out
 
 
-async def _measure(root: Path, upstream: str, cases: list[str], n: int, reps: int) -> dict[str, list[float]]:
+async def _measure(
+    root: Path, upstream: str, cases: list[str], n: int, reps: int, keep: Path | None = None
+) -> dict[str, list[float]]:
     server, workdir, url, out = _start(root, upstream)
     found: dict[str, list[float]] = {}
     bench = Bench(Plan(), workdir, pin=False)
@@ -98,8 +101,11 @@ async def _measure(root: Path, upstream: str, cases: list[str], n: int, reps: in
                     _control("-d", str(server.pid))
                     dumped = set(glob.glob(out + ".*")) - before
                     found.setdefault(case, []).append(sum(_totals(p) for p in dumped) / n / 1000)
-                    for path in dumped:
-                        os.remove(path)
+                    for number, path in enumerate(sorted(dumped)):
+                        if keep is not None:
+                            os.replace(path, keep / f"{root.name}.{case}.{number}.callgrind")
+                        else:
+                            os.remove(path)
                 print(f"{root} {case}: {[round(v, 1) for v in found[case]]}", flush=True)
     finally:
         server.stop(grace=60)
@@ -112,16 +118,22 @@ async def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--n", type=int, default=100, help="requests per counted batch")
     parser.add_argument("--reps", type=int, default=2, help="counted batches per case (the least is shown)")
+    parser.add_argument("--tokens", type=int, default=32, help="tokens of each streamed answer")
+    parser.add_argument("--keep", type=Path, help="keep callgrind's dumps in this folder, for callgrind_annotate")
     args = parser.parse_args(argv)
     cases = args.cases.split(",")
+    if args.keep is not None:
+        args.keep.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    argv = [python(), "-m", "benchmarks.upstream", "--port", str(port), "--tokens", "32"]
+    argv = [python(), "-m", "benchmarks.upstream", "--port", str(port), "--tokens", str(args.tokens)]
     upstream = Child("upstream", argv, Path(tempfile.mkdtemp(prefix="continuo-instr-")) / "upstream.log", None)
     upstream.start().wait_healthy(f"http://127.0.0.1:{port}/health")
     results = {}
     try:
         for root in args.roots:
-            results[root] = await _measure(root.resolve(), f"http://127.0.0.1:{port}", cases, args.n, args.reps)
+            results[root] = await _measure(
+                root.resolve(), f"http://127.0.0.1:{port}", cases, args.n, args.reps, args.keep
+            )
     finally:
         upstream.stop()
     print("\nthousands of instructions per request (least of the batches)")

@@ -155,6 +155,30 @@ def test_named_tool_choice_answered_with_another_function_fails(fclient, upstrea
     assert "get_weather" in error.value.body["message"] and "'chatfake'" in error.value.body["message"]
 
 
+def test_named_tool_choice_broken_in_a_stream_keeps_what_came_before(fclient, upstream):
+    """The wrong call arrives with the finish in one read of the upstream: the stream
+    still shows that call before it fails, and the failed response keeps it, as when the
+    deltas went through one at a time."""
+    upstream.script(fake_chat.Reply(tool_calls=[("other", '{"x": 1}')]))
+    with fclient.responses.create(
+        model="chat-model",
+        input="hi",
+        tools=[WEATHER, {**WEATHER, "name": "other"}],
+        tool_choice={"type": "function", "name": "get_weather"},
+        stream=True,
+    ) as events:
+        seen = list(events)
+    assert seen[-1].type == "response.failed" and "get_weather" in seen[-1].response.error.message
+    added = [e.item for e in seen if e.type == "response.output_item.added"]
+    assert [(item.type, item.name) for item in added] == [("function_call", "other")]
+    output = seen[-1].response.output
+    assert [(item.type, item.name, item.arguments, item.status) for item in output] == [
+        ("function_call", "other", '{"x": 1}', "incomplete")
+    ]
+    stored = fclient.responses.retrieve(seen[-1].response.id)
+    assert stored.status == "failed" and stored.output == output
+
+
 def test_required_call_answered_with_a_call_passes(fclient, upstream):
     upstream.script(fake_chat.Reply(text="Let me look.", tool_calls=[("get_weather", '{"city": "Oslo"}')]))
     response = fclient.responses.create(model="chat-model", input="hi", tools=[WEATHER], tool_choice="required")

@@ -88,12 +88,40 @@ class UpstreamError(Exception):
 
 
 class DeltaStream(Protocol):
-    """An opened model call. Iterating yields deltas; ``aclose`` releases the upstream
-    (closing the connection if it is still streaming)."""
+    """An opened model call. ``batches`` yields its deltas a list at a time, as they came
+    (every delta of one read from the upstream together: the run driver takes them so, one
+    resumption of each layer a read instead of one a delta); iterating yields them one at
+    a time; ``aclose`` releases the upstream (closing the connection if it is still
+    streaming)."""
 
     def __aiter__(self) -> AsyncIterator[Delta]: ...
 
+    def batches(self) -> AsyncIterator[list[Delta]]: ...
+
     async def aclose(self) -> None: ...
+
+
+class InBatches:
+    """A delta stream that makes its deltas in batches: iterating flattens them."""
+
+    def batches(self) -> AsyncIterator[list[Delta]]:
+        raise NotImplementedError
+
+    async def __aiter__(self) -> AsyncIterator[Delta]:
+        async for batch in self.batches():
+            for delta in batch:
+                yield delta
+
+
+class OneByOne:
+    """A delta stream that makes its deltas one at a time: batches of one."""
+
+    def __aiter__(self) -> AsyncIterator[Delta]:
+        raise NotImplementedError
+
+    async def batches(self) -> AsyncIterator[list[Delta]]:
+        async for delta in self:
+            yield [delta]
 
 
 class Backend(Protocol):

@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from continuo.backends.base import Delta, UpstreamError
+from continuo.backends.base import Delta, InBatches, UpstreamError
 from continuo.config import ProviderConfig
 
 log = logging.getLogger("continuo.upstream")
@@ -85,14 +85,15 @@ class SSEParser:
         return events
 
 
-class SSEStream:
+class SSEStream(InBatches):
     """An upstream's Server-Sent Events, each data parsed as JSON and turned into deltas by
     the subclass (``deltas``, then ``end`` once the stream is over). Transport failures
     become an ``UpstreamError`` naming the provider, and the connection is closed on every
     way out before the end (so an upstream still streaming sees the disconnect).
 
-    Reading, parsing and translating happen in this one generator: each layer of async
-    generator between the socket and the run loop cost about a microsecond a delta."""
+    Reading, parsing and translating happen in this one generator, a batch of deltas for
+    each read from the socket: each layer of async generator between the socket and the
+    run loop cost about a microsecond a delta (docs/performance.md)."""
 
     def __init__(self, provider: str, response: aiohttp.ClientResponse, line_limit: int = MAX_LINE_BYTES) -> None:
         self.provider = provider
@@ -110,23 +111,34 @@ class SSEStream:
         """Called when the upstream ended its stream (``[DONE]`` or the end of the body):
         raise if it ended unfinished."""
 
-    async def __aiter__(self) -> AsyncIterator[Delta]:
+    async def batches(self) -> AsyncIterator[list[Delta]]:
         parser = SSEParser(self.line_limit)
         try:
             content = self.response.content
-            while True:
+            ended = False
+            while not ended:
                 chunk = await content.readany()
-                for name, data in parser.feed(chunk) if chunk else parser.close():
-                    if data == b"[DONE]":
-                        self.end()
-                        return
-                    for delta in self.deltas(name, self._parse(data)):
-                        yield delta
+                batch: list[Delta] = []
+                try:
+                    for name, data in parser.feed(chunk) if chunk else parser.close():
+                        if data == b"[DONE]":
+                            ended = True
+                            break
+                        batch += self.deltas(name, self._parse(data))
+                        if self.over:
+                            break
+                    else:
+                        ended = not chunk
                     if self.over:
-                        return
-                if not chunk:
-                    self.end()
-                    return
+                        ended = True
+                    elif ended:
+                        self.end()
+                except UpstreamError:
+                    if batch:  # what came before the failure, as it would have one by one
+                        yield batch
+                    raise
+                if batch:
+                    yield batch
         except MalformedStream as exc:
             raise UpstreamError(f"provider '{self.provider}' {exc}") from None
         except TimeoutError:
@@ -149,15 +161,15 @@ class SSEStream:
         self.response.close()
 
 
-class DeltaList:
-    """A model call that is already over: its deltas, replayed."""
+class DeltaList(InBatches):
+    """A model call that is already over: its deltas, replayed (one batch)."""
 
     def __init__(self, deltas: list[Delta]) -> None:
         self.deltas = deltas
 
-    async def __aiter__(self) -> AsyncIterator[Delta]:
-        for delta in self.deltas:
-            yield delta
+    async def batches(self) -> AsyncIterator[list[Delta]]:
+        if self.deltas:
+            yield self.deltas
 
     async def aclose(self) -> None:
         return None

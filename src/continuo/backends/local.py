@@ -46,6 +46,7 @@ from continuo.backends.base import (
     Delta,
     Finish,
     ModelRequest,
+    OneByOne,
     TextDelta,
     ToolCallDelta,
     UpstreamError,
@@ -133,7 +134,7 @@ def _chunk_error(chunk: dict[str, Any]) -> UpstreamError | None:
     return UpstreamError(message, status=502, code=code)
 
 
-class LocalStream:
+class LocalStream(OneByOne):
     """One generation. Iterate for deltas; ``aclose`` stops the model at the next token."""
 
     def __init__(self, backend: LocalBackend, request: ModelRequest) -> None:

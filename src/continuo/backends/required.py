@@ -12,7 +12,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from continuo.backends.base import Delta, DeltaStream, Finish, ModelRequest, TextDelta, ToolCallDelta, UpstreamError
+from continuo.backends.base import (
+    Delta,
+    DeltaStream,
+    Finish,
+    InBatches,
+    ModelRequest,
+    TextDelta,
+    ToolCallDelta,
+    UpstreamError,
+)
 from continuo.backends.tools import flatten
 
 
@@ -31,7 +40,7 @@ def required_call(request: ModelRequest) -> tuple[bool, str | None]:
     return False, None
 
 
-class RequiredCall:
+class RequiredCall(InBatches):
     """Wraps a model call whose request requires a function call."""
 
     def __init__(self, provider: str, inner: DeltaStream, name: str | None) -> None:
@@ -39,24 +48,31 @@ class RequiredCall:
         self.inner = inner
         self.name = name
 
-    async def __aiter__(self) -> AsyncIterator[Delta]:
+    async def batches(self) -> AsyncIterator[list[Delta]]:
         held: list[Delta] = []
         names: dict[int, str] = {}
-        async for delta in self.inner:
-            if isinstance(delta, ToolCallDelta):
-                if delta.name:
-                    names[delta.index] = names.get(delta.index, "") + delta.name
-                for early in held:
-                    yield early
-                held.clear()
-                yield delta
-            elif isinstance(delta, TextDelta) and not names:
-                held.append(delta)
-            elif isinstance(delta, Finish) and delta.reason not in ("length", "content_filter"):
-                self._check(names)
-                yield delta
-            else:
-                yield delta
+        async for batch in self.inner.batches():
+            out: list[Delta] = []
+            try:
+                for delta in batch:
+                    if isinstance(delta, ToolCallDelta):
+                        if delta.name:
+                            names[delta.index] = names.get(delta.index, "") + delta.name
+                        out += held
+                        held.clear()
+                        out.append(delta)
+                    elif isinstance(delta, TextDelta) and not names:
+                        held.append(delta)
+                    else:
+                        if isinstance(delta, Finish) and delta.reason not in ("length", "content_filter"):
+                            self._check(names)
+                        out.append(delta)
+            except UpstreamError:
+                if out:  # what came before the failure, as it would have one by one
+                    yield out
+                raise
+            if out:
+                yield out
 
     def _check(self, names: dict[int, str]) -> None:
         if not names:

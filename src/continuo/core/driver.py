@@ -218,10 +218,12 @@ class RunDriver:
 
     async def _drive(self, builder: ResponseBuilder, upstream: DeltaStream, sink: Sink) -> None:
         # A sink that takes events without waiting says so with ``push``: one call a
-        # delta instead of a coroutine a delta (a stream's deltas are most of its work).
+        # batch instead of a coroutine a batch (a stream's deltas are most of its work).
         push: Callable[[list[Event]], None] | None = getattr(sink, "push", None)
-        async for delta in upstream:
-            builder.feed(delta)
+        feed = builder.feed
+        async for batch in upstream.batches():
+            for delta in batch:
+                feed(delta)
             if builder.events:
                 if push is not None:
                     push(builder.drain())

@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from continuo.backends.base import Delta
+from continuo.backends.base import Delta, InBatches
 from continuo.config import WebSocketConfig
 from continuo.core import validation as v
 from continuo.core.builder import Event, ResponseBuilder
@@ -78,13 +78,10 @@ def with_stream_id(data: bytes, stream_id: str | None) -> bytes:
     return data[:-1] + b',"stream_id":' + orjson.dumps(stream_id) + b"}"
 
 
-class _NoModel:
+class _NoModel(InBatches):
     """The model call of a ``generate: false`` response: it says nothing."""
 
-    def __aiter__(self) -> AsyncIterator[Delta]:
-        return self._empty()
-
-    async def _empty(self) -> AsyncIterator[Delta]:
+    async def batches(self) -> AsyncIterator[list[Delta]]:
         return
         yield  # pragma: no cover
 

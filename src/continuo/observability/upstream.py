@@ -13,6 +13,7 @@ from continuo.backends.base import (
     Backend,
     Delta,
     DeltaStream,
+    InBatches,
     ModelRequest,
     ReasoningDelta,
     TextDelta,
@@ -147,22 +148,20 @@ class _Call:
         )
 
 
-class ObservedStream:
+class ObservedStream(InBatches):
     def __init__(self, stream: DeltaStream, call: _Call) -> None:
         self.stream = stream
         self.call = call
 
-    def __aiter__(self) -> AsyncIterator[Delta]:
-        return self._deltas()
-
-    async def _deltas(self) -> AsyncIterator[Delta]:
+    async def batches(self) -> AsyncIterator[list[Delta]]:
         call = self.call
         try:
-            async for delta in self.stream:
-                # Text after the first token tells the call nothing new.
-                if not call.first_token or type(delta) is not TextDelta:
-                    call.delta(delta)
-                yield delta
+            async for batch in self.stream.batches():
+                for delta in batch:
+                    # Text after the first token tells the call nothing new.
+                    if not call.first_token or type(delta) is not TextDelta:
+                        call.delta(delta)
+                yield batch
         except UpstreamError as exc:
             call.finish(exc)
             raise
