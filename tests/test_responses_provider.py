@@ -509,6 +509,23 @@ def test_sse_parsing_joins_data_lines_and_skips_comments():
     assert events + parser.close() == [("a", b'{\n"x": 1}'), (None, b"[DONE]")]
 
 
+@pytest.mark.parametrize("step", [1, 2, 3, 7, 1000])
+def test_sse_parsing_of_crlf_lines_and_fields_in_any_pieces(step):
+    stream = (
+        b"data: one\r\n\r\nevent: named\r\ndata:two\r\nid: 5\r\n\r\n"
+        b": comment\ndata: three\ndata: four\n\ndata: \n\nretry: 10\n\ndata: last"
+    )
+    parser = SSEParser()
+    events = [event for i in range(0, len(stream), step) for event in parser.feed(stream[i : i + step])]
+    assert events + parser.close() == [
+        (None, b"one"),
+        ("named", b"two"),
+        (None, b"three\nfour"),
+        (None, b""),
+        (None, b"last"),
+    ]
+
+
 def test_sse_parser_refuses_a_line_over_the_limit():
     parser = SSEParser(line_limit=8)
     with pytest.raises(MalformedStream):

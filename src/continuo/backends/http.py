@@ -49,40 +49,50 @@ class SSEParser:
     def feed(self, chunk: bytes) -> list[tuple[str | None, bytes]]:
         # Split by hand: aiohttp's own line reader refuses lines over its buffer size, and a
         # Responses upstream's final event carries the whole response on one line.
-        *lines, self.pending = (self.pending + chunk).split(b"\n")
-        if len(self.pending) > self.line_limit:
-            raise MalformedStream(f"sent a stream line over {self.line_limit} bytes")
-        return self._lines(lines)
+        if self.pending:
+            chunk = self.pending + chunk
+        *lines, self.pending = chunk.split(b"\n")
+        if len(chunk) > self.line_limit:  # only then can a line be over it
+            self._check(lines)
+        return self._lines(lines, b"\r" in chunk)
 
     def close(self) -> list[tuple[str | None, bytes]]:
         """The last event, when the stream ended without a blank line after it."""
         lines = [self.pending, b""] if self.pending else [b""]
         self.pending = b""
-        return self._lines(lines)
+        return self._lines(lines, True)
 
-    def _lines(self, lines: list[bytes]) -> list[tuple[str | None, bytes]]:
-        events: list[tuple[str | None, bytes]] = []
+    def _check(self, lines: list[bytes]) -> None:
         limit = self.line_limit
+        if len(self.pending) > limit or any(len(line) > limit for line in lines):
+            raise MalformedStream(f"sent a stream line over {limit} bytes")
+
+    def _lines(self, lines: list[bytes], cr: bool) -> list[tuple[str | None, bytes]]:
+        # Most lines are ``data: ...`` or the blank line after it: those first, the rest
+        # (comments, other fields, no space after the colon) in ``_field``.
+        events: list[tuple[str | None, bytes]] = []
         for line in lines:
-            if len(line) > limit:
-                raise MalformedStream(f"sent a stream line over {limit} bytes")
-            if line[-1:] == b"\r":
+            if cr and line[-1:] == b"\r":
                 line = line[:-1]
-            if not line:
-                if self.data:
-                    events.append((self.name, self.data[0] if len(self.data) == 1 else b"\n".join(self.data)))
-                self.name, self.data = None, []
-                continue
-            if line[:1] == b":":
-                continue
-            field, _, value = line.partition(b":")
-            if value[:1] == b" ":
-                value = value[1:]
-            if field == b"data":
-                self.data.append(value)
-            elif field == b"event":
-                self.name = _decode(value)
+            if line.startswith(b"data: "):
+                self.data.append(line[6:])
+            elif not line:
+                if data := self.data:
+                    events.append((self.name, data[0] if len(data) == 1 else b"\n".join(data)))
+                    self.data = []
+                self.name = None
+            elif line[:1] != b":":
+                self._field(line)
         return events
+
+    def _field(self, line: bytes) -> None:
+        field, _, value = line.partition(b":")
+        if value[:1] == b" ":
+            value = value[1:]
+        if field == b"data":
+            self.data.append(value)
+        elif field == b"event":
+            self.name = _decode(value)
 
 
 class SSEStream(InBatches):
@@ -113,6 +123,7 @@ class SSEStream(InBatches):
 
     async def batches(self) -> AsyncIterator[list[Delta]]:
         parser = SSEParser(self.line_limit)
+        loads = orjson.loads
         try:
             content = self.response.content
             ended = False
@@ -124,7 +135,12 @@ class SSEStream(InBatches):
                         if data == b"[DONE]":
                             ended = True
                             break
-                        batch += self.deltas(name, self._parse(data))
+                        event = loads(data)
+                        if type(event) is not dict:
+                            raise UpstreamError(
+                                f"provider '{self.provider}' sent a stream event that is not a JSON object"
+                            )
+                        batch += self.deltas(name, event)
                         if self.over:
                             break
                     else:
@@ -133,10 +149,12 @@ class SSEStream(InBatches):
                         ended = True
                     elif ended:
                         self.end()
-                except UpstreamError:
+                except (UpstreamError, orjson.JSONDecodeError) as exc:
                     if batch:  # what came before the failure, as it would have one by one
                         yield batch
-                    raise
+                    if isinstance(exc, UpstreamError):
+                        raise
+                    raise UpstreamError(f"provider '{self.provider}' sent a malformed stream event") from None
                 if batch:
                     yield batch
         except MalformedStream as exc:
@@ -147,15 +165,6 @@ class SSEStream(InBatches):
             raise UpstreamError(f"provider '{self.provider}' broke off the stream: {type(exc).__name__}") from None
         finally:
             self.response.close()
-
-    def _parse(self, data: bytes) -> dict[str, Any]:
-        try:
-            parsed = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            raise UpstreamError(f"provider '{self.provider}' sent a malformed stream event") from None
-        if not isinstance(parsed, dict):
-            raise UpstreamError(f"provider '{self.provider}' sent a stream event that is not a JSON object")
-        return parsed
 
     async def aclose(self) -> None:
         self.response.close()
