@@ -19,13 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import openai
+import orjson
 import pytest
 
 from continuo.api.app import create_app
 from continuo.config import parse_config
 from tests.support import fake_chat, fake_responses
 from tests.support.fake_responses import FakeResponsesUpstream
-from tests.support.faults import CHAT_FAULTS, LINE_LIMIT, RESPONSES_FAULTS, Fault
+from tests.support.faults import CHAT_FAULTS, LINE_LIMIT, RESPONSES_FAULTS, Answer, Fault
 from tests.support.servers import ServerThread
 
 MODES = ["json", "sse", "background"]
@@ -177,6 +178,27 @@ def test_named_tool_choice_broken_in_a_stream_keeps_what_came_before(fclient, up
     ]
     stored = fclient.responses.retrieve(seen[-1].response.id)
     assert stored.status == "failed" and stored.output == output
+
+
+def test_a_responses_stream_is_not_read_past_its_end(fclient, rfake):
+    """A Responses upstream's answer is over at ``response.completed``: what follows in the
+    same read (another delta, a line that is not JSON) is not read, one read of deltas at a
+    time as one delta at a time."""
+    item = {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Hel"}]}
+    done = {"type": "response.completed", "response": {"id": "r", "status": "completed", "output": [item]}}
+    more = {"type": "response.output_text.delta", "output_index": 0, "content_index": 0, "delta": "late"}
+    raw = b"".join(
+        b"data: " + orjson.dumps(event) + b"\n\n"
+        for event in ({"type": "response.output_text.delta", "output_index": 0, "delta": "Hel"}, done, more)
+    )
+    rfake.reset()
+    answer = Answer((raw + b"data: {oops\n\n",))
+    rfake.script(fake_responses.Reply(fault=Fault("after-the-end", answer, answer)))
+    with fclient.responses.create(model="resp-model", input="hi", stream=True) as events:
+        seen = list(events)
+    assert seen[-1].type == "response.completed"
+    assert "".join(e.delta for e in seen if e.type == "response.output_text.delta") == "Hel"
+    assert seen[-1].response.output_text == "Hel"
 
 
 def test_required_call_answered_with_a_call_passes(fclient, upstream):
