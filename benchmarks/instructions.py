@@ -8,7 +8,7 @@ Each ROOT is a Continuo checkout (default: this one); its ``src`` is what runs. 
 upstream runs natively; Continuo runs under callgrind with instrumentation off until the
 warm-up is done, then each measured batch is counted on its own (``callgrind_control``:
 zero, instrument, run, dump). Cases: ``u``/``s`` for ``store: false``/``true``, a leading
-``s`` or ``u`` before ``s16`` for a 32-token stream (``us16``: unstored), the number the
+``s`` or ``u`` before ``s16`` for a 32-token stream (``us16``: unstored; ``--tokens`` sets the length), the number the
 concurrency. Figures are thousands of instructions per request in user space, every
 thread included (SQLite's worker threads too); system calls themselves are not counted.
 ``--keep DIR`` keeps the dumps (one file per thread) for ``callgrind_annotate``.

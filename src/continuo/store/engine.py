@@ -240,8 +240,8 @@ class Database:
     async def _write_lock_let_go(self) -> None:
         """Wait on the loop until no thread holds the write lock. A write that found it
         taken went to a worker thread before, where it held the lock long enough for the
-        next writes to find it taken too: under load a third of the saves ran in threads
-        (docs/performance.md)."""
+        next writes to find it taken too: at c=16, a fifth to a third of the saves ran in
+        threads (docs/performance.md)."""
         self._loop = asyncio.get_running_loop()
         waiter = self._loop.create_future()
         self._lock_waiters.add(waiter)
