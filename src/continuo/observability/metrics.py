@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 from bisect import bisect_left
 from collections.abc import Iterator
+from typing import Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.exposition import generate_latest
@@ -58,46 +59,58 @@ class HistogramChild:
             self.counts[bisect_left(self.bounds, amount)] += 1  # the first bound >= amount
 
 
-class _Family:
-    def __init__(self, name: str, documentation: str, labelnames: list[str]) -> None:
+Child = TypeVar("Child", CounterChild, HistogramChild)
+
+
+class _Family(Generic[Child]):
+    """A labelled metric of Continuo's own, registered as a collector: its children by
+    label values, and the metric family ``prometheus_client`` exposes."""
+
+    def __init__(self, name: str, documentation: str, labelnames: list[str], registry: CollectorRegistry) -> None:
         self.name = name
         self.documentation = documentation
         self.labelnames = labelnames
+        self.children: dict[tuple[str, ...], Child] = {}
         self._lock = threading.Lock()
+        registry.register(self)
+
+    def labels(self, *values: str) -> Child:
+        child = self.children.get(values)
+        if child is None:
+            with self._lock:
+                child = self.children.setdefault(values, self._new_child())
+        return child
 
     def describe(self) -> list[Metric]:
         return [self._family()]
 
+    def _new_child(self) -> Child:
+        raise NotImplementedError
+
     def _family(self) -> Metric:
         raise NotImplementedError
 
+    def collect(self) -> Iterator[Metric]:
+        raise NotImplementedError
 
-class Counted(_Family):
+
+class Counted(_Family[CounterChild]):
     """A counter with labels (``labels(...).inc(n)``), exposed as ``<name>_total``."""
 
-    def __init__(self, name: str, documentation: str, labelnames: list[str], registry: CollectorRegistry) -> None:
-        super().__init__(name, documentation, labelnames)
-        self.children: dict[tuple[str, ...], CounterChild] = {}
-        registry.register(self)
+    def _new_child(self) -> CounterChild:
+        return CounterChild()
 
-    def labels(self, *values: str) -> CounterChild:
-        child = self.children.get(values)
-        if child is None:
-            with self._lock:
-                child = self.children.setdefault(values, CounterChild())
-        return child
-
-    def _family(self) -> Metric:
+    def _family(self) -> CounterMetricFamily:
         return CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
 
     def collect(self) -> Iterator[Metric]:
-        family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        family = self._family()
         for values, child in list(self.children.items()):
             family.add_metric(list(values), child.value)
         yield family
 
 
-class Timed(_Family):
+class Timed(_Family[HistogramChild]):
     """A histogram with labels (``labels(...).observe(seconds)``)."""
 
     def __init__(
@@ -108,23 +121,17 @@ class Timed(_Family):
         buckets: tuple[float, ...],
         registry: CollectorRegistry,
     ) -> None:
-        super().__init__(name, documentation, labelnames)
         self.buckets = buckets
-        self.children: dict[tuple[str, ...], HistogramChild] = {}
-        registry.register(self)
+        super().__init__(name, documentation, labelnames, registry)
 
-    def labels(self, *values: str) -> HistogramChild:
-        child = self.children.get(values)
-        if child is None:
-            with self._lock:
-                child = self.children.setdefault(values, HistogramChild(self.buckets))
-        return child
+    def _new_child(self) -> HistogramChild:
+        return HistogramChild(self.buckets)
 
-    def _family(self) -> Metric:
+    def _family(self) -> HistogramMetricFamily:
         return HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
 
     def collect(self) -> Iterator[Metric]:
-        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        family = self._family()
         bounds = [*map(floatToGoString, self.buckets), "+Inf"]
         for values, child in list(self.children.items()):
             with child._lock:
