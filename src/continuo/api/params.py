@@ -27,9 +27,21 @@ def too_large(limit: int) -> APIError:
     )
 
 
+def _length_and_encoding(request: Request) -> tuple[str | None, str | None]:
+    # One pass over the raw headers: Starlette's ``headers.get`` scans them all and raises
+    # a KeyError inside for each header that is absent (content-encoding, mostly).
+    declared = encoding = None
+    for key, value in request.scope["headers"]:
+        if key == b"content-length" and declared is None:  # the first of each, as Starlette's
+            declared = value.decode("latin-1")
+        elif key == b"content-encoding" and encoding is None:
+            encoding = value.decode("latin-1")
+    return declared, encoding
+
+
 async def json_body(request: Request) -> Any:
     limit: int = request.app.state.config.server.max_body_bytes
-    declared = request.headers.get("content-length")
+    declared, encoding = _length_and_encoding(request)
     if declared is not None and declared.isdigit():
         if int(declared) > limit:
             raise too_large(limit)
@@ -44,7 +56,7 @@ async def json_body(request: Request) -> Any:
             chunks.append(chunk)
         body = b"".join(chunks)
     # Codex may compress; the size limit holds after decompression too.
-    body = decompress(body, encoding_of(request.headers.get("content-encoding")), limit, too_large)
+    body = decompress(body, encoding_of(encoding), limit, too_large)
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from continuo.api import long_context
 from continuo.api.console import CONSOLE_ROUTES
@@ -59,6 +60,20 @@ async def create_response(request: Request) -> Response:
     if answer.events is not None:
         return await _stream(request, answer.events)
     return json_response(answer.body)
+
+
+class _Plain:
+    """A handler as a plain ASGI app. Starlette wraps a function endpoint in a second
+    layer of exception handling (``request_response``) inside the one its
+    ``ExceptionMiddleware`` already has; the create route, the hot one, goes without it:
+    its errors reach the same handlers one layer out."""
+
+    def __init__(self, handler: Callable[[Request], Awaitable[Response]]) -> None:
+        self.handler = handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await self.handler(Request(scope, receive, send))
+        await response(scope, receive, send)
 
 
 def _starting_after(request: Request) -> int | None:
@@ -124,7 +139,7 @@ async def healthz(request: Request) -> Response:
 
 
 ROUTES = [
-    Route("/v1/responses", create_response, methods=["POST"]),
+    Route("/v1/responses", _Plain(create_response), methods=["POST"]),
     *LISTING_ROUTES,
     *long_context.LONG_CONTEXT_ROUTES,
     Route("/v1/responses/{response_id}", get_response, methods=["GET"]),
