@@ -13,7 +13,6 @@ from starlette.types import Receive, Scope, Send
 from continuo.api.corked import WRITE_CHUNKS, ChunkWriter
 from continuo.core.builder import Event
 
-
 _JSON = (b"content-type", b"application/json")
 
 
