@@ -80,6 +80,7 @@ def _serve(args: argparse.Namespace) -> int:
         "log_level": args.log_level or config.logging.level,
         "log_config": None,  # the logging set up above, for uvicorn's lines too
         "access_log": False,
+        "server_header": False,  # no "server: uvicorn" on every answer (OpenAI sends none of its own)
         "timeout_graceful_shutdown": 30,
         "ws_max_size": config.server.max_body_bytes,  # a response.create frame is a request body
     }

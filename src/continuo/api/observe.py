@@ -17,6 +17,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from continuo.api.errors import error_response
+from continuo.api.responses import SSE_CONTENT_TYPE
 from continuo.config import MetricsConfig
 from continuo.errors import APIError
 from continuo.observability import metrics, tracing
@@ -74,6 +75,13 @@ def _counted(route: str, method: str, status: int, model: str) -> _Counted:
 class ObserveMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self.access: bool | None = None  # ``[logging] access``, read at the first request
+
+    def _access_log(self, scope: Scope) -> bool:
+        access = self.access
+        if access is None:  # the app's state has the configuration once its lifespan started
+            access = self.access = bool(scope["app"].state.config.logging.access)
+        return access
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
@@ -109,10 +117,12 @@ class ObserveMiddleware:
             nonlocal status, streaming
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = [*message.get("headers", []), (b"x-request-id", request_id)]
-                streaming = any(k == b"content-type" and v.startswith(b"text/event-stream") for k, v in headers)
+                headers = list(message.get("headers", ()))
+                # Every stream is an SSEResponse, whose content type is this very header.
+                streaming = SSE_CONTENT_TYPE in headers
                 if streaming:
                     metrics.ACTIVE_STREAMS.inc()
+                headers.append((b"x-request-id", request_id))
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -131,8 +141,8 @@ class ObserveMiddleware:
             if span is not None:
                 span.update_name(f"{method} {route}")
                 span.set_attribute("http.route", route)
-            tracing.end_request_span(span, span_token, status)
-            if scope["app"].state.config.logging.access:
+                tracing.end_request_span(span, span_token, status)
+            if self._access_log(scope):
                 log.info(
                     "%s %s %d",
                     method,

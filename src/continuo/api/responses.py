@@ -48,8 +48,10 @@ def sse_frame(kind: str, data: bytes) -> bytes:
     return head + data + b"\n\n"
 
 
+# The content type of every stream (api/observe.py counts the open streams by it).
+SSE_CONTENT_TYPE = (b"content-type", b"text/event-stream; charset=utf-8")
 _SSE_HEADERS = [
-    (b"content-type", b"text/event-stream; charset=utf-8"),
+    SSE_CONTENT_TYPE,
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
 ]
