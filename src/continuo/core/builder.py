@@ -184,10 +184,11 @@ class ResponseBuilder(ToolItems):
             current = self._current = self._open(item)
             part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
             item["content"].append(part)
-            self._event(
-                EventType.CONTENT_PART_ADDED,
-                {"item_id": item["id"], "output_index": current.index, "content_index": 0, "part": dict(part)},
-            )
+            if self.emit:  # (each event's payload is built only when events are kept)
+                self._event(
+                    EventType.CONTENT_PART_ADDED,
+                    {"item_id": item["id"], "output_index": current.index, "content_index": 0, "part": dict(part)},
+                )
         current.chunks.append(text)
         if not self.emit:
             return
@@ -275,27 +276,28 @@ class ResponseBuilder(ToolItems):
         part = item["content"][0]
         part["text"] = text
         item["status"] = status
-        if item["type"] == "message":
+        if self.emit:
+            if item["type"] == "message":
+                self._event(
+                    EventType.OUTPUT_TEXT_DONE,
+                    {
+                        "item_id": item["id"],
+                        "output_index": current.index,
+                        "content_index": 0,
+                        "text": text,
+                        "logprobs": [],
+                    },
+                )
+            else:
+                self._event(
+                    EventType.REASONING_TEXT_DONE,
+                    {"item_id": item["id"], "output_index": current.index, "content_index": 0, "text": text},
+                )
             self._event(
-                EventType.OUTPUT_TEXT_DONE,
-                {
-                    "item_id": item["id"],
-                    "output_index": current.index,
-                    "content_index": 0,
-                    "text": text,
-                    "logprobs": [],
-                },
+                EventType.CONTENT_PART_DONE,
+                {"item_id": item["id"], "output_index": current.index, "content_index": 0, "part": part},
             )
-        else:
-            self._event(
-                EventType.REASONING_TEXT_DONE,
-                {"item_id": item["id"], "output_index": current.index, "content_index": 0, "text": text},
-            )
-        self._event(
-            EventType.CONTENT_PART_DONE,
-            {"item_id": item["id"], "output_index": current.index, "content_index": 0, "part": part},
-        )
-        self._event(EventType.OUTPUT_ITEM_DONE, {"output_index": current.index, "item": item})
+            self._event(EventType.OUTPUT_ITEM_DONE, {"output_index": current.index, "item": item})
         self.items_done += 1
 
     def _close_calls(self, status: str) -> None:
@@ -307,16 +309,17 @@ class ResponseBuilder(ToolItems):
             self.client_calls += 1
             item["arguments"] = "".join(call.chunks)
             item["status"] = status
-            self._event(
-                EventType.FUNCTION_CALL_ARGUMENTS_DONE,
-                {
-                    "item_id": item["id"],
-                    "output_index": call.index,
-                    "name": item["name"],
-                    "arguments": item["arguments"],
-                },
-            )
-            self._event(EventType.OUTPUT_ITEM_DONE, {"output_index": call.index, "item": item})
+            if self.emit:
+                self._event(
+                    EventType.FUNCTION_CALL_ARGUMENTS_DONE,
+                    {
+                        "item_id": item["id"],
+                        "output_index": call.index,
+                        "name": item["name"],
+                        "arguments": item["arguments"],
+                    },
+                )
+                self._event(EventType.OUTPUT_ITEM_DONE, {"output_index": call.index, "item": item})
             self.items_done += 1
         self._calls.clear()
 
