@@ -215,6 +215,8 @@ def _string(value: Any, what: str) -> str | None:
 
 
 def _count(value: Any, what: str) -> int:
+    if type(value) is int and value >= 0:  # (most of them)
+        return value
     if value is None:
         return 0
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -222,21 +224,28 @@ def _count(value: Any, what: str) -> int:
     return value
 
 
+# The names of the two counts and of their detail objects: Chat Completions', Responses'.
+_CHAT_USAGE = ("prompt_tokens", "completion_tokens", "prompt_tokens_details", "completion_tokens_details")
+_RESPONSES_USAGE = ("input_tokens", "output_tokens", "input_tokens_details", "output_tokens_details")
+
+
 def parse_usage(raw: Any) -> Usage:
     """Token counts in either naming: Chat Completions (``prompt_tokens``, ...) or
     Responses (``input_tokens``, ...)."""
     usage = _object(raw, "usage")
-    if "input_tokens" in usage or "output_tokens" in usage:
-        names = ("input_tokens", "output_tokens", "input_tokens_details", "output_tokens_details")
-    else:
-        names = ("prompt_tokens", "completion_tokens", "prompt_tokens_details", "completion_tokens_details")
+    names = _RESPONSES_USAGE if "input_tokens" in usage or "output_tokens" in usage else _CHAT_USAGE
     into, out, into_details, out_details = names
+    details_in = usage.get(into_details)
+    details_out = usage.get(out_details)
     return Usage(
-        input_tokens=_count(usage.get(into), f"usage.{into}"),
-        output_tokens=_count(usage.get(out), f"usage.{out}"),
-        cached_tokens=_count(_object(usage.get(into_details), into_details).get("cached_tokens"), "cached_tokens"),
+        input_tokens=_count(usage.get(into), "usage." + into),
+        output_tokens=_count(usage.get(out), "usage." + out),
+        cached_tokens=_count(
+            None if details_in is None else _object(details_in, into_details).get("cached_tokens"), "cached_tokens"
+        ),
         reasoning_tokens=_count(
-            _object(usage.get(out_details), out_details).get("reasoning_tokens"), "reasoning_tokens"
+            None if details_out is None else _object(details_out, out_details).get("reasoning_tokens"),
+            "reasoning_tokens",
         ),
     )
 
