@@ -22,7 +22,7 @@ from continuo.backends.base import (
     Usage,
 )
 from continuo.observability import metrics, tracing
-from continuo.observability.context import RequestContext, current
+from continuo.observability.context import current
 
 
 def error_kind(error: UpstreamError) -> str:
@@ -76,7 +76,6 @@ class ObservedBackend:
                     "continuo.stream": request.stream,
                 },
             )
-        call = _Call(self, started, span, current())
         try:
             if span is None:
                 stream = await self.backend.open(request)
@@ -84,26 +83,50 @@ class ObservedBackend:
                 with tracing.within(span):
                     stream = await self.backend.open(request)
         except BaseException as exc:
-            call.finish(exc)
+            ObservedStream(None, self, started, span).finish(exc)
             raise
-        return ObservedStream(stream, call)
+        return ObservedStream(stream, self, started, span)
 
     async def aclose(self) -> None:
         await self.backend.aclose()
 
 
-class _Call:
-    def __init__(self, backend: ObservedBackend, started: float, span: Any, request: RequestContext | None) -> None:
+class ObservedStream(InBatches):
+    """An upstream call's deltas, passed on as they come, watched on the way."""
+
+    def __init__(self, stream: DeltaStream | None, backend: ObservedBackend, started: float, span: Any) -> None:
+        self.stream = stream
         self.backend_metrics = backend.metrics
         self.provider = backend.provider
-        self.model = backend.model
         self.started = started
         self.span = span
-        self.request = request
+        self.request = current()
         self.first_token = False
         self.tools: dict[int, Any] = {}
         self.done = False
         self.usage: Usage | None = None
+
+    async def batches(self) -> AsyncIterator[list[Delta]]:
+        assert self.stream is not None
+        try:
+            async for batch in self.stream.batches():
+                for delta in batch:
+                    # After the first token only usage and tool calls tell the call anything.
+                    if isinstance(delta, Usage):
+                        self.usage = delta
+                    elif not self.first_token or type(delta) is ToolCallDelta:
+                        self.delta(delta)
+                yield batch
+        except UpstreamError as exc:
+            self.finish(exc)
+            raise
+
+    async def aclose(self) -> None:
+        try:
+            if self.stream is not None:
+                await self.stream.aclose()
+        finally:
+            self.finish()
 
     def delta(self, delta: Delta) -> None:
         if not self.first_token and isinstance(delta, TextDelta | ReasoningDelta | ToolCallDelta):
@@ -146,28 +169,3 @@ class _Call:
                 "gen_ai.usage.output_tokens": usage.output_tokens if usage else None,
             },
         )
-
-
-class ObservedStream(InBatches):
-    def __init__(self, stream: DeltaStream, call: _Call) -> None:
-        self.stream = stream
-        self.call = call
-
-    async def batches(self) -> AsyncIterator[list[Delta]]:
-        call = self.call
-        try:
-            async for batch in self.stream.batches():
-                for delta in batch:
-                    # Text after the first token tells the call nothing new.
-                    if not call.first_token or type(delta) is not TextDelta:
-                        call.delta(delta)
-                yield batch
-        except UpstreamError as exc:
-            call.finish(exc)
-            raise
-
-    async def aclose(self) -> None:
-        try:
-            await self.stream.aclose()
-        finally:
-            self.call.finish()
