@@ -21,7 +21,9 @@ def dumps(value: Any) -> str:
 
 
 def body_json(response: dict[str, Any]) -> str:
-    return dumps({k: v for k, v in response.items() if k != "output"})
+    body = dict(response)  # a copy in C, less its output (a comprehension cost 400 Python steps)
+    body.pop("output", None)
+    return dumps(body)
 
 
 def column_text(value: Any) -> str | None:

@@ -27,7 +27,10 @@ PREVIEW_CHARS = 120
 QUERY_MAX_WORDS = 32
 
 _WORD = re.compile(r"[^\W_]+")
-_SPACE = re.compile(r"\s+")
+# ASCII text (most of it) is split without the regex: every byte but a letter or a digit
+# becomes a space, which ``split`` then drops (the same words: for ASCII, ``[^\W_]`` is
+# ``[A-Za-z0-9]``). The regex took a tenth of a stored create's instructions.
+_ASCII_GAPS = bytes(c if chr(c).isalnum() and c < 128 else 32 for c in range(256))
 
 INPUT_BODIES = (
     select(items.c.body)
@@ -56,7 +59,10 @@ def message_text(values: Iterable[dict[str, Any]]) -> str:
 
 
 def words(text: str) -> str:
-    return " ".join(_WORD.findall(text[:SIDE_MAX_CHARS].lower()))
+    text = text[:SIDE_MAX_CHARS].lower()
+    if text.isascii():
+        return " ".join(text.encode().translate(_ASCII_GAPS).decode().split())
+    return " ".join(_WORD.findall(text))
 
 
 def query_words(q: str) -> list[str]:
@@ -65,8 +71,9 @@ def query_words(q: str) -> list[str]:
 
 
 def preview(text: str) -> str:
-    # Without NUL, which PostgreSQL refuses in text.
-    return _SPACE.sub(" ", text[: PREVIEW_CHARS * 4].replace("\x00", "")).strip()[:PREVIEW_CHARS]
+    # Without NUL, which PostgreSQL refuses in text; each run of white space one space
+    # (``split`` and the regex ``\s`` know the same white space).
+    return " ".join(text[: PREVIEW_CHARS * 4].replace("\x00", "").split())[:PREVIEW_CHARS]
 
 
 def search_columns(input_items: list[dict[str, Any]], output: list[dict[str, Any]]) -> dict[str, str | None]:
