@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
 import orjson
 
-from continuo.backends.base import Delta, InBatches, UpstreamError
+from continuo.backends.base import Delta, InBatches, TextDelta, UpstreamError
 from continuo.config import ProviderConfig
 
 log = logging.getLogger("continuo.upstream")
@@ -112,9 +112,12 @@ class SSEStream(InBatches):
 
     # Set by ``deltas`` once the answer is complete: read no further.
     over = False
+    # A subclass's quick reading of its commonest event, from the data's bytes: the text in
+    # it, or None when the event must be parsed and given to ``deltas``.
+    quick: Callable[[bytes], str | None] | None = None
 
-    def deltas(self, name: str | None, event: dict[str, Any]) -> list[Delta]:
-        """The deltas of one event."""
+    def deltas(self, name: str | None, event: dict[str, Any], data: bytes) -> list[Delta]:
+        """The deltas of one event (``data``: its bytes, as parsed into ``event``)."""
         raise NotImplementedError
 
     def end(self) -> None:
@@ -135,12 +138,16 @@ class SSEStream(InBatches):
                         if data == b"[DONE]":
                             ended = True
                             break
+                        if (quick := self.quick) is not None and (text := quick(data)) is not None:
+                            if text:
+                                batch.append(TextDelta(text))
+                            continue
                         event = loads(data)
                         if type(event) is not dict:
                             raise UpstreamError(
                                 f"provider '{self.provider}' sent a stream event that is not a JSON object"
                             )
-                        batch += self.deltas(name, event)
+                        batch += self.deltas(name, event, data)
                         if self.over:
                             break
                     else:

@@ -300,7 +300,7 @@ class _EventStream(SSEStream):
         super().__init__(*args)
         self.translator = Translator(self.provider)
 
-    def deltas(self, name: str | None, event: dict[str, Any]) -> list[Delta]:
+    def deltas(self, name: str | None, event: dict[str, Any], data: bytes) -> list[Delta]:
         if name and "type" not in event:
             event["type"] = name
         try:

@@ -111,11 +111,13 @@ class ObservedStream(InBatches):
         try:
             async for batch in self.stream.batches():
                 for delta in batch:
-                    # After the first token only usage and tool calls tell the call anything.
-                    if isinstance(delta, Usage):
-                        self.usage = delta
-                    elif not self.first_token or type(delta) is ToolCallDelta:
-                        self.delta(delta)
+                    # Text after the first token tells the call nothing new; after it only
+                    # usage and tool calls do.
+                    if type(delta) is not TextDelta or not self.first_token:
+                        if isinstance(delta, Usage):
+                            self.usage = delta
+                        elif not self.first_token or type(delta) is ToolCallDelta:
+                            self.delta(delta)
                 yield batch
         except UpstreamError as exc:
             self.finish(exc)
