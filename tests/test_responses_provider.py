@@ -561,3 +561,46 @@ def test_payload_keeps_ids_only_where_the_schema_needs_them():
         ],
         "store": False,
     }
+
+
+def _reference_events(stream: bytes) -> list[tuple[str | None, bytes]]:
+    """Server-Sent Events as the parser defines them, read the slow and obvious way: lines
+    end at LF (a CR before it is dropped), ``data`` lines gather, a blank line ends an
+    event that has data, ``event`` names it, everything else is ignored."""
+    events: list[tuple[str | None, bytes]] = []
+    name, data = None, []
+    for line in [*stream.split(b"\n"), b""]:
+        line = line.removesuffix(b"\r")
+        if not line:
+            if data:
+                events.append((name, b"\n".join(data)))
+            name, data = None, []
+            continue
+        field, _, value = line.partition(b":")
+        value = value.removeprefix(b" ")
+        if field == b"data":
+            data.append(value)
+        elif field == b"event":
+            name = value.decode()
+    return events
+
+
+def test_sse_parsing_of_any_stream_in_any_pieces_matches_the_reference():
+    import random
+
+    rng = random.Random(20261201)  # fixed: the same streams at every run
+    lines = [b"data: {}", b"data: [DONE]", b"data:x", b"data: a b", b"event: named", b": comment", b"id: 3", b""]
+    for _ in range(3000):
+        end = b"\r\n" if rng.random() < 0.2 else b"\n"
+        stream = b"".join(rng.choice(lines) + end for _ in range(rng.randint(0, 30)))
+        if rng.random() < 0.3:
+            stream += rng.choice(lines)  # ends without a line end
+        parser = SSEParser(line_limit=rng.choice([8, 1000]) if b"\r" not in stream else 1000)
+        cuts = sorted(rng.sample(range(len(stream) + 1), min(len(stream) + 1, rng.randint(0, 6))))
+        pieces = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
+        try:
+            events = [event for piece in pieces for event in parser.feed(piece)] + parser.close()
+        except MalformedStream:
+            assert parser.line_limit == 8 and any(len(line) > 8 for line in stream.split(b"\n"))
+            continue
+        assert events == _reference_events(stream), stream
