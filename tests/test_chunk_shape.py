@@ -57,7 +57,7 @@ async def read(body: bytes) -> tuple[list[Delta], bool]:
                 deltas += batch
         finally:
             await stream.aclose()
-        return deltas, getattr(stream, "quick", None) is not None
+        return deltas, getattr(stream, "shaped", False)
     finally:
         await backend.aclose()
         await runner.cleanup()

@@ -68,10 +68,10 @@ class _ChunkStream(SSEStream):
             return
         if probe == "probe":
             self.before, self.after = before, after
-            self.quick = self._quick
+            self.shaped = True
             self.tries = 0
 
-    def _quick(self, data: bytes) -> str | None:
+    def quick(self, data: bytes) -> str | None:
         before, after = self.before, self.after
         if data.startswith(before) and data.endswith(after):
             try:  # (ends that overlap leave nothing between them, which is not JSON)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -127,13 +127,18 @@ class SSEStream(InBatches):
 
     # Set by ``deltas`` once the answer is complete: read no further.
     over = False
-    # A subclass's quick reading of its commonest event, from the data's bytes: the text in
-    # it, or None when the event must be parsed and given to ``deltas``.
-    quick: Callable[[bytes], str | None] | None = None
+    # Set by a subclass once ``quick`` can read its commonest event.
+    shaped = False
 
     def deltas(self, name: str | None, event: dict[str, Any], data: bytes) -> list[Delta]:
         """The deltas of one event (``data``: its bytes, as parsed into ``event``)."""
         raise NotImplementedError
+
+    def quick(self, data: bytes) -> str | None:
+        """A subclass's quick reading of its commonest event, from the data's bytes (asked
+        once ``shaped``): the text in it, or None when the event must be parsed and given
+        to ``deltas``."""
+        return None
 
     def end(self) -> None:
         """Called when the upstream ended its stream (``[DONE]`` or the end of the body):
@@ -153,7 +158,7 @@ class SSEStream(InBatches):
                         if data == b"[DONE]":
                             ended = True
                             break
-                        if (quick := self.quick) is not None and (text := quick(data)) is not None:
+                        if self.shaped and (text := self.quick(data)) is not None:
                             if text:
                                 batch.append(TextDelta(text))
                             continue
