@@ -11,6 +11,7 @@ from typing import Any
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from continuo.api.errors import error_response
+from continuo.api.params import header
 from continuo.core.keys import KeyRing
 from continuo.core.limits import Limiter, retry_after
 from continuo.errors import APIError
@@ -25,12 +26,11 @@ def _error(message: str, status: int, error_type: str, code: str, headers: dict[
 
 
 def _bearer(scope: Scope) -> str | None:
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            header: str = value.decode("latin-1")
-            scheme, _, token = header.partition(" ")
-            if scheme.lower() == "bearer" and token.strip():
-                return token.strip()
+    value = header(scope, b"authorization")
+    if value is not None:
+        scheme, _, token = value.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
     return None
 
 

@@ -17,6 +17,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from continuo.api.errors import error_response
+from continuo.api.params import header
 from continuo.api.responses import SSE_CONTENT_TYPE
 from continuo.config import MetricsConfig
 from continuo.errors import APIError
@@ -24,14 +25,6 @@ from continuo.observability import metrics, tracing
 from continuo.observability.context import RequestContext, _current, request_id_from
 
 log = logging.getLogger("continuo.access")
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            text: str = value.decode("latin-1")
-            return text
-    return None
 
 
 def _route(scope: Scope) -> str:
@@ -95,7 +88,7 @@ class ObserveMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        ctx = RequestContext(request_id_from(_header(scope, b"x-request-id")))
+        ctx = RequestContext(request_id_from(header(scope, b"x-request-id")))
         token = _current.set(ctx)
         request_id = ctx.request_id.encode()
         method = scope["method"]

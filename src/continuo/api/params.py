@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 from starlette.requests import Request
+from starlette.types import Scope
 
 from continuo.api.encoding import decompress, encoding_of
 from continuo.errors import APIError, InvalidRequest
@@ -27,21 +28,29 @@ def too_large(limit: int) -> APIError:
     )
 
 
-def _length_and_encoding(request: Request) -> tuple[str | None, str | None]:
-    # One pass over the raw headers: Starlette's ``headers.get`` scans them all and raises
-    # a KeyError inside for each header that is absent (content-encoding, mostly).
-    declared = encoding = None
-    for key, value in request.scope["headers"]:
-        if key == b"content-length" and declared is None:  # the first of each, as Starlette's
-            declared = value.decode("latin-1")
-        elif key == b"content-encoding" and encoding is None:
-            encoding = value.decode("latin-1")
-    return declared, encoding
+# Where a request's headers are kept as a dictionary once looked at (``headers_of``).
+_HEADERS = "continuo.headers"
+
+
+def headers_of(scope: Scope) -> dict[bytes, bytes]:
+    """The request's headers by (lower-case) name, the first of each name: made once a
+    request, for every layer that reads one (the request id, the body's length and
+    encoding, the key). Starlette's ``headers.get`` scans the list at each call, and raises
+    a KeyError inside for each header that is absent (content-encoding, mostly)."""
+    found: dict[bytes, bytes] | None = scope.get(_HEADERS)
+    if found is None:
+        found = scope[_HEADERS] = dict(reversed(scope["headers"]))  # reversed: the first one wins
+    return found
+
+
+def header(scope: Scope, name: bytes) -> str | None:
+    value = headers_of(scope).get(name)
+    return None if value is None else value.decode("latin-1")
 
 
 async def json_body(request: Request) -> Any:
     limit: int = request.app.state.config.server.max_body_bytes
-    declared, encoding = _length_and_encoding(request)
+    declared, encoding = header(request.scope, b"content-length"), header(request.scope, b"content-encoding")
     if declared is not None and declared.isdigit():
         if int(declared) > limit:
             raise too_large(limit)

@@ -14,6 +14,7 @@ from continuo.api.corked import WRITE_CHUNKS, ChunkWriter
 from continuo.core.builder import Event
 
 _JSON = (b"content-type", b"application/json")
+_BODY = "http.response.body"
 
 
 class JSONResponse(Response):
@@ -29,12 +30,18 @@ class JSONResponse(Response):
         if headers:
             self.raw_headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
 
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        # The body straight to the server (api/app.py): the middlewares' send wrappers look
+        # at the start of an answer only.
+        body_send = scope.get("continuo.body_send", send) if scope["type"] == "http" else send
+        await body_send({"type": _BODY, "body": self.body})
+
 
 def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
     return JSONResponse(orjson.dumps(body), status, headers)
 
 
-_BODY = "http.response.body"
 _HEADS: dict[str, bytes] = {}
 
 
