@@ -39,23 +39,22 @@ INPUT_BODIES = (
 )
 
 
-def _parts(item: dict[str, Any]) -> Iterable[str]:
-    if item.get("type", "message") != "message":
-        return
-    content = item.get("content")
-    if isinstance(content, str):
-        yield content
-    elif isinstance(content, list):
-        for part in content:
-            if isinstance(part, dict):
-                value = part.get("text", part.get("refusal"))
-                if isinstance(value, str):
-                    yield value
-
-
 def message_text(values: Iterable[dict[str, Any]]) -> str:
     """The text of the messages among ``values``, parts joined by a space."""
-    return " ".join(text for item in values if isinstance(item, dict) for text in _parts(item))
+    texts: list[str] = []
+    for item in values:
+        if not isinstance(item, dict) or item.get("type", "message") != "message":
+            continue
+        content = item.get("content")
+        if isinstance(content, str):
+            texts.append(content)
+        elif isinstance(content, list):
+            for part in content:
+                if isinstance(part, dict):
+                    value = part.get("text", part.get("refusal"))
+                    if isinstance(value, str):
+                        texts.append(value)
+    return " ".join(texts)
 
 
 def words(text: str) -> str:
