@@ -84,11 +84,7 @@ async def write_chunks(ref: weakref.ref[RequestResponseCycle], chunks: list[byte
         return
     if not cycle.response_started or cycle.response_complete or not cycle.chunked_encoding:
         raise RuntimeError("body chunks need a started answer in chunked encoding")
-    parts: list[bytes] = []
-    for chunk in chunks:
-        if chunk:
-            parts += (b"%x\r\n" % len(chunk), chunk, b"\r\n")
-    cycle.transport.write(b"".join(parts))
+    cycle.transport.write(b"".join([b"%x\r\n%b\r\n" % (len(chunk), chunk) for chunk in chunks if chunk]))
 
 
 class CorkedHttpToolsProtocol(HttpToolsProtocol):

@@ -45,14 +45,22 @@ def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | Non
 _HEADS: dict[str, bytes] = {}
 
 
+def _head(kind: str) -> bytes:
+    head = b"event: " + kind.encode() + b"\ndata: "
+    if len(_HEADS) < 256:  # event types are few; a bound all the same
+        _HEADS[kind] = head
+    return head
+
+
 def sse_frame(kind: str, data: bytes) -> bytes:
     """One event as SSE: LF line ends, a blank line after it."""
-    head = _HEADS.get(kind)
-    if head is None:
-        head = b"event: " + kind.encode() + b"\ndata: "
-        if len(_HEADS) < 256:  # event types are few; a bound all the same
-            _HEADS[kind] = head
-    return head + data + b"\n\n"
+    return (_HEADS.get(kind) or _head(kind)) + data + b"\n\n"
+
+
+def sse_frames(batch: list[Event]) -> list[bytes]:
+    """``sse_frame`` of each event of a batch (without a call an event)."""
+    heads = _HEADS
+    return [(heads.get(kind) or _head(kind)) + data + b"\n\n" for kind, data in batch]
 
 
 # The content type of every stream (api/observe.py counts the open streams by it).
@@ -108,7 +116,7 @@ class SSEResponse(Response):
 
             if batches is not None:
                 async for batch in batches():
-                    await write_chunks([sse_frame(kind, data) for kind, data in batch])
+                    await write_chunks(sse_frames(batch))
             else:
                 async for kind, data in events:
                     await body_send({"type": _BODY, "body": sse_frame(kind, data), "more_body": True})
