@@ -31,11 +31,13 @@ class JSONResponse(Response):
             self.raw_headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":  # a WebSocket's denial: Starlette's own framing of it
+            await super().__call__(scope, receive, send)
+            return
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
         # The body straight to the server (api/app.py): the middlewares' send wrappers look
         # at the start of an answer only.
-        body_send = scope.get("continuo.body_send", send) if scope["type"] == "http" else send
-        await body_send({"type": _BODY, "body": self.body})
+        await scope.get("continuo.body_send", send)({"type": _BODY, "body": self.body})
 
 
 def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
