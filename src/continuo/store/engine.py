@@ -7,6 +7,8 @@ hop to a worker thread and back costs 0.1 ms of CPU on its own (docs/performance
 loop never waits on a lock for it: that connection does not wait when the database is
 busy (another process writing), and such an operation is retried in a worker thread that
 may wait; WAL checkpoints, which write the database file, run in a worker thread too.
+Stored responses saved in the same turn of the loop share one transaction
+(``_write_grouped``, store/commit_group.py).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
 from continuo.observability import timed_store
+from continuo.store.commit_group import RETRY, CommitGroup
 from continuo.store.ops.keys import ping
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -198,6 +201,7 @@ class Database:
             self._loop: asyncio.AbstractEventLoop | None = None
             self.writes = 0
             self._raw: sqlite3.Connection | None = None
+            self._group = CommitGroup(self._raw_inline, self.write_lock)
         else:
             self.engine = create_async_engine(self.url, pool_size=pool_size)
 
@@ -322,10 +326,14 @@ class Database:
                 run = self._sqlite_write if write else self._sqlite_read
                 return await asyncio.get_running_loop().run_in_executor(self.threads, run, operation, args)
         if write:
-            self.writes += 1
-            if self.writes % 500 == 0:
-                asyncio.get_running_loop().run_in_executor(self.threads, self._sqlite_checkpoint)
+            self._wrote(1)
         return result
+
+    def _wrote(self, count: int) -> None:
+        """Count writes on the loop's connection; every 500, a checkpoint in a thread."""
+        before, self.writes = self.writes, self.writes + count
+        if before // 500 != self.writes // 500:
+            asyncio.get_running_loop().run_in_executor(self.threads, self._sqlite_checkpoint)
 
     @timed_store  # observability: store operation latency and spans
     async def _read(self, operation: Callable[..., T], *args: Any) -> T:
@@ -337,6 +345,23 @@ class Database:
     @timed_store  # observability: store operation latency and spans
     async def _write(self, operation: Callable[..., T], *args: Any) -> T:
         if self.engine is None:
+            return await self._sqlite(operation, args, write=True)
+        async with self.engine.begin() as conn:
+            return await conn.run_sync(operation, *args)
+
+    @timed_store  # observability: store operation latency and spans
+    async def _write_grouped(self, operation: Callable[..., T], *args: Any) -> T:
+        """``_write``, except that on SQLite a write with a raw form that comes while
+        another of the same loop turn has committed joins a group that commits at the end
+        of the turn (store/commit_group.py)."""
+        if self.engine is None:
+            form = _raw_form(operation, args)
+            loop = asyncio.get_running_loop()
+            if form is not None and not self._group.first_of_turn(loop):
+                result = await self._group.join(loop, form, args)
+                if result is not RETRY:
+                    self._wrote(1)
+                    return result  # type: ignore[no-any-return]
             return await self._sqlite(operation, args, write=True)
         async with self.engine.begin() as conn:
             return await conn.run_sync(operation, *args)

@@ -68,7 +68,7 @@ class SQLStore(Database):
     # -- responses --------------------------------------------------------------------
 
     async def save_response(self, project: str, response: dict[str, Any], input_items: list[dict[str, Any]]) -> None:
-        await self._write(responses.save, project, response, input_items)
+        await self._write_grouped(responses.save, project, response, input_items)
 
     async def get_response(self, project: str, response_id: str) -> dict[str, Any] | None:
         if not well_formed(response_id):
