@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,16 +14,13 @@ import pytest
 
 from continuo.store.sql import SQLStore
 from tests.support.records import response, user
+from tests.support.stores import own_store, write_lock_held_by_a_thread
 
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[SQLStore]:
-    instance = SQLStore(f"sqlite:///{tmp_path / 's.db'}")
-    await instance.open()
-    try:
+    async with own_store("sqlite", tmp_path) as instance:
         yield instance
-    finally:
-        await instance.close()
 
 
 def commits_of(store: SQLStore) -> list[str]:
@@ -84,16 +80,7 @@ async def test_a_members_error_fails_that_member_alone(store: SQLStore) -> None:
 
 
 async def test_a_group_that_finds_the_lock_held_is_written_one_by_one(store: SQLStore) -> None:
-    holding, let_go = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with store._thread_holds_write_lock():
-            holding.set()
-            let_go.wait(10)
-
-    holder = asyncio.get_running_loop().run_in_executor(None, hold)
-    try:
-        assert await asyncio.to_thread(holding.wait, 10)
+    async with write_lock_held_by_a_thread(store) as let_go:
         commits = commits_of(store)
         ids = [f"resp_{i}" for i in range(5)]
         saves = asyncio.gather(*(store.save_response("p", response(rid), []) for rid in ids))
@@ -102,9 +89,6 @@ async def test_a_group_that_finds_the_lock_held_is_written_one_by_one(store: SQL
         assert not saves.done() and commits == []
         let_go.set()
         await asyncio.wait_for(saves, 10)
-        await holder
-        assert len(commits) == len(ids)  # each alone, on the loop
-        for rid in ids:
-            assert await store.get_response("p", rid) is not None
-    finally:
-        let_go.set()
+    assert len(commits) == len(ids)  # each alone, on the loop
+    for rid in ids:
+        assert await store.get_response("p", rid) is not None

@@ -10,22 +10,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from continuo.store.sql import SQLStore
+from tests.support.stores import own_store, write_lock_held_by_a_thread
 
 
 async def test_a_write_waits_for_a_threads_lock_and_runs_on_the_loop(tmp_path: Path) -> None:
-    store = SQLStore(f"sqlite:///{tmp_path / 's.db'}")
-    await store.open()
-    try:
-        holding, let_go = threading.Event(), threading.Event()
-
-        def hold() -> None:
-            with store._thread_holds_write_lock():
-                holding.set()
-                let_go.wait(10)
-
-        holder = asyncio.get_running_loop().run_in_executor(None, hold)
-        assert await asyncio.to_thread(holding.wait, 10)
+    async with own_store("sqlite", tmp_path) as store, write_lock_held_by_a_thread(store) as let_go:
         ran_in: list[threading.Thread] = []
 
         def note_thread(conn: Any) -> str:
@@ -38,9 +27,5 @@ async def test_a_write_waits_for_a_threads_lock_and_runs_on_the_loop(tmp_path: P
         assert not write.done() and ran_in == []
         let_go.set()
         assert await asyncio.wait_for(write, 10) == "written"
-        await holder
         assert ran_in == [threading.current_thread()]
         assert store._lock_waiters == set()
-    finally:
-        let_go.set()
-        await store.close()
