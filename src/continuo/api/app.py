@@ -8,6 +8,7 @@ import os
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.datastructures import State
 from starlette.routing import WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
@@ -20,6 +21,21 @@ from continuo.config import Config, load_config
 from continuo.services import Services
 
 GC_YOUNG_THRESHOLD = 50_000
+
+
+class AppState(State):
+    """``app.state`` whose attributes are plain instance attributes as well. Starlette's
+    ``State`` keeps them in a dictionary and finds each through ``__getattr__``, which
+    Python calls only after a failed lookup has built an AttributeError: five of those a
+    request, for the service, the key ring, the limiter and the configuration."""
+
+    def __setattr__(self, key: str, value: object) -> None:
+        super().__setattr__(key, value)
+        object.__setattr__(self, key, value)
+
+    def __delattr__(self, key: str) -> None:
+        super().__delattr__(key)
+        object.__delattr__(self, key)
 
 
 class _App(Starlette):
@@ -67,6 +83,7 @@ def create_app(config: Config, *, freeze: bool = False) -> Starlette:
 
     routes = [*ROUTES, WebSocketRoute("/v1/responses", responses_socket)]
     app = _App(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    app.state = AppState()
     app.router.redirect_slashes = False  # a bodyless 307 is not an OpenAI-shaped answer
     app.add_middleware(AuthMiddleware)
     app.add_middleware(ObserveMiddleware)  # outermost: ids, metrics and spans for every answer, 401s included

@@ -64,6 +64,11 @@ class CorkedTransport:
         self._pending = []
         self._transport.abort()
 
+    def is_closing(self) -> bool:
+        # Asked at the end of every answer: found here, not through ``__getattr__`` (which
+        # Python reaches only after a failed lookup has built an AttributeError).
+        return self._transport.is_closing()
+
     def get_write_buffer_size(self) -> int:
         return self._transport.get_write_buffer_size() + sum(len(data) for data in self._pending)
 

@@ -14,8 +14,10 @@ from continuo.errors import APIError, InvalidRequest
 
 
 def project(request: Request) -> str:
-    # Set by AuthMiddleware: the project of the caller's key ("" on an open server).
-    project: str = request.state.project
+    # Set by AuthMiddleware: the project of the caller's key ("" on an open server). Read
+    # from the scope: ``request.state`` is Starlette's ``State``, whose attributes are
+    # found by ``__getattr__`` after a failed lookup.
+    project: str = request.scope["state"]["project"]
     return project
 
 

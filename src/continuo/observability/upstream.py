@@ -60,8 +60,13 @@ class ObservedBackend:
 
     def __getattr__(self, name: str) -> Any:
         # The backend's optional capabilities (count_tokens, context_window, …) pass
-        # through unobserved: core finds them on the route's backend by name.
-        return getattr(self.backend, name)
+        # through unobserved: core finds them on the route's backend by name. A method
+        # found is kept on this object, so the next lookup finds it at once (Python calls
+        # ``__getattr__`` only after a failed lookup has built an AttributeError).
+        found = getattr(self.backend, name)
+        if callable(found):
+            self.__dict__[name] = found
+        return found
 
     async def open(self, request: ModelRequest) -> DeltaStream:
         started = time.perf_counter()
