@@ -246,3 +246,19 @@ def test_connection_failures_are_retried_before_sending(tmp_path, retries, caplo
     else:
         assert outcome["error"].status_code == 502
         assert late.requests == []
+
+
+# The point: the app raises (Starlette sends the 500, then raises again for the server's log).
+@pytest.mark.wire_exempt("answer")
+def test_unexpected_error_in_create_is_a_json_500(server, monkeypatch):
+    """``POST /v1/responses`` skips Starlette's router (api/app.py): an error nobody expected
+    still leaves as an OpenAI-shaped 500 from the same outermost layer."""
+
+    async def broken(*_args, **_kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(server.app.state.service, "create", broken)
+    error = assert_error(post(server, b'{"model": "m", "input": "hi"}'), 500)
+    assert error["type"] == "server_error"
+    monkeypatch.undo()
+    assert httpx.get(f"{server.url}/v1/models").status_code == 200

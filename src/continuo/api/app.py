@@ -9,13 +9,15 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.datastructures import State
+from starlette.middleware import Middleware
+from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.routing import WebSocketRoute
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from continuo.api.auth import AuthMiddleware
 from continuo.api.errors import EXCEPTION_HANDLERS
 from continuo.api.observe import ObserveMiddleware
-from continuo.api.routes import ROUTES
+from continuo.api.routes import CREATE_ROUTE, ROUTES, DirectCreate
 from continuo.api.websocket import responses_socket
 from continuo.config import Config, load_config
 from continuo.services import Services
@@ -39,6 +41,21 @@ class AppState(State):
 
 
 class _App(Starlette):
+    # ``POST /v1/responses`` inside the same outer layers as every other request (the
+    # server-error handler, then the app's middlewares), without the router and the
+    # ``ExceptionMiddleware``: built with the main stack (routes.DirectCreate).
+    _direct_create: ASGIApp | None = None
+
+    def build_middleware_stack(self) -> ASGIApp:
+        stack = super().build_middleware_stack()
+        app: ASGIApp = DirectCreate(CREATE_ROUTE)
+        handler = self.exception_handlers.get(Exception)  # as Starlette's own stack has it
+        outer = [Middleware(ServerErrorMiddleware, handler=handler, debug=self.debug), *self.user_middleware]
+        for cls, args, kwargs in reversed(outer):
+            app = cls(app, *args, **kwargs)
+        self._direct_create = app
+        return stack
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # The server's own send, for the body of a stream: once an answer has started, the
         # middlewares' send wrappers have nothing left to see (api/responses.py). Taken out
@@ -46,7 +63,17 @@ class _App(Starlette):
         # the scope, and that loop would leave every request to the cyclic GC.
         scope["continuo.body_send"] = send
         try:
-            await super().__call__(scope, receive, send)
+            direct = self._direct_create
+            if (
+                direct is not None
+                and scope["type"] == "http"
+                and scope["path"] == "/v1/responses"
+                and scope["method"] == "POST"
+            ):
+                scope["app"] = self
+                await direct(scope, receive, send)
+            else:
+                await super().__call__(scope, receive, send)
         finally:
             del scope["continuo.body_send"]
 
