@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.types import Scope
 
 from continuo.api.encoding import decompress, encoding_of
@@ -53,19 +53,25 @@ def header(scope: Scope, name: bytes) -> str | None:
 async def json_body(request: Request) -> Any:
     limit: int = request.app.state.config.server.max_body_bytes
     declared, encoding = header(request.scope, b"content-length"), header(request.scope, b"content-encoding")
-    if declared is not None and declared.isdigit():
-        if int(declared) > limit:
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise too_large(limit)
+    # Read from ``receive`` here: Starlette's ``body()`` reads through an async generator
+    # (``stream()``), a dozen calls more a request. Its cache is filled all the same.
+    receive = request.receive
+    chunks = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # http.disconnect
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
             raise too_large(limit)
-        body = await request.body()  # the server never reads past the declared length
-    else:
-        chunks = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise too_large(limit)
-            chunks.append(chunk)
-        body = b"".join(chunks)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    body = request._body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     # Codex may compress; the size limit holds after decompression too.
     body = decompress(body, encoding_of(encoding), limit, too_large)
     try:

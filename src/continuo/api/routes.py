@@ -27,7 +27,7 @@ from continuo.core.builder import Event
 from continuo.core.limits import Limiter
 from continuo.core.service import ResponsesService
 from continuo.errors import APIError, NotFound
-from continuo.observability import note_request
+from continuo.observability import note_request, tracing
 
 
 def _service(request: Request) -> ResponsesService:
@@ -58,7 +58,8 @@ async def create_response(request: Request) -> Response:
     project = _project(request)
     service = _service(request)
     answer = await service.create(body, project)
-    note_request(response_id=answer.response_id)
+    if tracing.enabled():  # the only thing it would do with the id
+        note_request(response_id=answer.response_id)
     if answer.events is not None:
         return await _stream(request, answer.events)
     return json_response(answer.body)

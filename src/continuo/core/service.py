@@ -103,7 +103,8 @@ class ResponsesService:
         response_id = new_id("resp")
         # Hold the conversation (if any) before reading it; whatever fails from here on
         # before the run starts lets it go again.
-        await conversations.acquire(self.store, project, request, response_id)
+        if request.conversation is not None:  # (a coroutine less for every other response)
+            await conversations.acquire(self.store, project, request, response_id)
         try:
             items = await build_context(self.store, project, request, history)
             if self.driver.window is not None:
