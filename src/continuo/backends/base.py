@@ -104,6 +104,11 @@ class DeltaStream(Protocol):
 class InBatches:
     """A delta stream that makes its deltas in batches: iterating flattens them."""
 
+    # A call that is already over (its whole answer read before ``open`` returned): the
+    # deltas that iterating replays, in one batch. Whoever watches calls (observability)
+    # reads them at once instead of wrapping the iteration.
+    replay: list[Delta] | None = None
+
     def batches(self) -> AsyncIterator[list[Delta]]:
         raise NotImplementedError
 

@@ -201,11 +201,11 @@ class DeltaList(InBatches):
     """A model call that is already over: its deltas, replayed (one batch)."""
 
     def __init__(self, deltas: list[Delta]) -> None:
-        self.deltas = deltas
+        self.replay = deltas
 
     async def batches(self) -> AsyncIterator[list[Delta]]:
-        if self.deltas:
-            yield self.deltas
+        if self.replay:
+            yield self.replay
 
     async def aclose(self) -> None:
         return None

@@ -58,6 +58,13 @@ class ObservedBackend:
     def name(self) -> str:
         return self.backend.name
 
+    @property
+    def context_window(self) -> int | None:
+        # Read at every request (core/tokens.py), and may change (a backend learns it):
+        # passed on here, not found through ``__getattr__`` after a failed lookup.
+        found: int | None = getattr(self.backend, "context_window", None)
+        return found
+
     def __getattr__(self, name: str) -> Any:
         # The backend's optional capabilities (count_tokens, context_window, …) pass
         # through unobserved: core finds them on the route's backend by name. A method
@@ -90,7 +97,15 @@ class ObservedBackend:
         except BaseException as exc:
             ObservedStream(None, self, started, span).finish(exc)
             raise
-        return ObservedStream(stream, self, started, span)
+        watched = ObservedStream(stream, self, started, span)
+        replay = getattr(stream, "replay", None)
+        if replay is not None:
+            # A call already over (a JSON answer, read whole): watched now, and handed on
+            # as it is, without a generator around its one batch.
+            watched.saw(replay)
+            watched.finish()
+            return stream
+        return watched
 
     async def aclose(self) -> None:
         await self.backend.aclose()
@@ -115,18 +130,21 @@ class ObservedStream(InBatches):
         assert self.stream is not None
         try:
             async for batch in self.stream.batches():
-                for delta in batch:
-                    # Text after the first token tells the call nothing new; after it only
-                    # usage and tool calls do.
-                    if type(delta) is not TextDelta or not self.first_token:
-                        if isinstance(delta, Usage):
-                            self.usage = delta
-                        elif not self.first_token or type(delta) is ToolCallDelta:
-                            self.delta(delta)
+                self.saw(batch)
                 yield batch
         except UpstreamError as exc:
             self.finish(exc)
             raise
+
+    def saw(self, batch: list[Delta]) -> None:
+        for delta in batch:
+            # Text after the first token tells the call nothing new; after it only usage
+            # and tool calls do.
+            if type(delta) is not TextDelta or not self.first_token:
+                if isinstance(delta, Usage):
+                    self.usage = delta
+                elif not self.first_token or type(delta) is ToolCallDelta:
+                    self.delta(delta)
 
     async def aclose(self) -> None:
         try:
