@@ -153,7 +153,9 @@ def save_sqlite(
             project,
             response.get("previous_response_id"),
             response["status"],
-            bool(response.get("background")),
+            # 1 or 0, as SQLite stores a bool: the driver binds an int at once, where a bool
+            # goes through its adapter lookup (two failed attribute lookups a value).
+            1 if response.get("background") else 0,
             response["created_at"] * 1_000_000,
             column_text(response.get("model")),
             texts.metadata_column(response),
