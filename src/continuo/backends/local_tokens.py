@@ -26,15 +26,25 @@ class LocalTokenizer:
             self._session = aiohttp.ClientSession(
                 headers={"authorization": f"Bearer {self.key}"}, timeout=aiohttp.ClientTimeout(total=60)
             )
-        base = address if address.startswith("http") else f"http://{address}"
+        url = (address if address.startswith("http") else f"http://{address}") + path
         try:
-            async with self._session.post(base + path, json=body) as response:
-                result = await response.json(content_type=None)
-                if response.status >= 400 or not isinstance(result, dict):
-                    raise UpstreamError(f"local model could not count tokens: {result}", status=502)
-                return result
+            try:
+                return await self._send(self._session, url, body)
+            except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError):
+                # llama.cpp's server closes a kept-alive connection after a few seconds idle
+                # (or a few requests), and a request sent on it just then is reset. Both
+                # routes change nothing: the request is sent once more.
+                return await self._send(self._session, url, body)
         except aiohttp.ClientError as exc:
             raise UpstreamError(f"local model could not count tokens: {type(exc).__name__}") from None
+
+    @staticmethod
+    async def _send(session: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> dict[str, Any]:
+        async with session.post(url, json=body) as response:
+            result = await response.json(content_type=None)
+            if response.status >= 400 or not isinstance(result, dict):
+                raise UpstreamError(f"local model could not count tokens: {result}", status=502)
+            return result
 
     async def count(self, address: str, messages: list[dict[str, Any]]) -> int:
         """Tokens of the prompt a chat completion of ``messages`` would be given."""
