@@ -98,6 +98,9 @@ def test_workers_share_one_port_and_one_sqlite_file(tmp_path, upstream, processe
         upstream.script(Reply(text="slow " * 400, chunk_size=2, delay=0.05))
         running = client.responses.create(model="m", input="long", background=True)
         wait_until(lambda: client.responses.retrieve(running.id).status == "in_progress")
+        # ... and its upstream call has begun: in_progress comes with the claim, before the
+        # call, and a worker killed in between left the slow reply to the next request.
+        wait_until(lambda: not upstream.replies)
         old = workers_of(server)
         for pid in old:
             os.kill(pid, signal.SIGKILL)
