@@ -66,8 +66,8 @@ class ObservedBackend:
         return found
 
     def __getattr__(self, name: str) -> Any:
-        # The backend's optional capabilities (count_tokens, context_window, …) pass
-        # through unobserved: core finds them on the route's backend by name. A method
+        # The backend's other optional capabilities (count_tokens, …) pass through
+        # unobserved: core finds them on the route's backend by name. A method
         # found is kept on this object, so the next lookup finds it at once (Python calls
         # ``__getattr__`` only after a failed lookup has built an AttributeError).
         found = getattr(self.backend, name)
