@@ -12,7 +12,17 @@ import aiohttp
 import orjson
 
 from continuo.backends.base import Delta, InBatches, TextDelta, UpstreamError
+from continuo.backends.upstream_http import (
+    BadAnswer,
+    BodyTooLarge,
+    ConnectFailed,
+    Pool,
+    Upstream,
+    UpstreamHTTPError,
+    UpstreamResponse,
+)
 from continuo.config import ProviderConfig
+from continuo.observability import tracing
 
 log = logging.getLogger("continuo.upstream")
 
@@ -120,7 +130,7 @@ class SSEStream(InBatches):
     each read from the socket: each layer of async generator between the socket and the
     run loop cost about a microsecond a delta (docs/performance.md)."""
 
-    def __init__(self, provider: str, response: aiohttp.ClientResponse, line_limit: int = MAX_LINE_BYTES) -> None:
+    def __init__(self, provider: str, response: UpstreamResponse, line_limit: int = MAX_LINE_BYTES) -> None:
         self.provider = provider
         self.response = response
         self.line_limit = line_limit
@@ -148,10 +158,10 @@ class SSEStream(InBatches):
         parser = SSEParser(self.line_limit)
         loads = orjson.loads
         try:
-            content = self.response.content
+            readany = self.response.readany
             ended = False
             while not ended:
-                chunk = await content.readany()
+                chunk = await readany()
                 batch: list[Delta] = []
                 try:
                     for name, data in parser.feed(chunk) if chunk else parser.close():
@@ -188,7 +198,7 @@ class SSEStream(InBatches):
             raise UpstreamError(f"provider '{self.provider}' {exc}") from None
         except TimeoutError:
             raise UpstreamError(f"provider '{self.provider}' timed out", status=504) from None
-        except aiohttp.ClientError as exc:
+        except UpstreamHTTPError as exc:
             raise UpstreamError(f"provider '{self.provider}' broke off the stream: {type(exc).__name__}") from None
         finally:
             self.response.close()
@@ -211,11 +221,11 @@ class DeltaList(InBatches):
         return None
 
 
-def _is_html(response: aiohttp.ClientResponse, body: bytes) -> bool:
+def _is_html(response: UpstreamResponse, body: bytes) -> bool:
     return "html" in response.headers.get("content-type", "") or body.lstrip()[:1] == b"<"
 
 
-def _error_message(provider: str, response: aiohttp.ClientResponse, body: bytes) -> str:
+def _error_message(provider: str, response: UpstreamResponse, body: bytes) -> str:
     status = response.status
     if _is_html(response, body):
         return f"provider '{provider}' answered {status} with an HTML page instead of JSON"
@@ -234,7 +244,7 @@ def _error_message(provider: str, response: aiohttp.ClientResponse, body: bytes)
     return f"provider '{provider}' answered {status}"
 
 
-def refusal(provider: str, response: aiohttp.ClientResponse, body: bytes) -> UpstreamError:
+def refusal(provider: str, response: UpstreamResponse, body: bytes) -> UpstreamError:
     """An upstream's error status as Continuo answers it.
 
     The provider's own 401/403 (Continuo's key for it is wrong) and 402 (its bill) are a
@@ -294,6 +304,10 @@ class HTTPProvider:
         # ``timeout`` bounds each wait for the upstream (headers, every chunk), not the
         # whole answer: a long stream that keeps talking is never cut.
         self.timeout = aiohttp.ClientTimeout(total=None, connect=config.connect_timeout, sock_read=config.timeout)
+        # The model calls (upstream_http.py); the aiohttp session below serves the rest
+        # (a server's token-counting route).
+        self.upstream = Upstream(self.base_url, self.headers)
+        self.pool = Pool(config.connect_timeout, config.timeout)
         self._session: aiohttp.ClientSession | None = None
 
     @property
@@ -311,63 +325,80 @@ class HTTPProvider:
             )
         return self._session
 
-    async def post(self, path: str, payload: dict[str, Any]) -> aiohttp.ClientResponse:
+    async def post(self, path: str, payload: dict[str, Any]) -> UpstreamResponse:
         """Send and return the response with its body unread; raise on an error status.
         A connection that cannot be made is retried ``max_retries`` times: nothing was
         sent yet, so no request can run twice."""
-        # A payload object already: aiohttp would look the bytes' type up in its registry
-        # of payload kinds (3% of a request's CPU in the profile).
-        body = aiohttp.payload.BytesPayload(orjson.dumps(payload), content_type="application/json")
-        url = self.base_url + path
+        body = orjson.dumps(payload)
         for attempt in range(self.config.max_retries + 1):
             try:
-                response = await self.session.post(url, data=body)
+                response = await self._send(path, body)
                 break
-            except aiohttp.ClientConnectorError as exc:
+            except ConnectFailed as exc:
                 if attempt == self.config.max_retries:
-                    raise UpstreamError(f"provider '{self.name}' is unreachable: {type(exc).__name__}") from None
+                    raise UpstreamError(f"provider '{self.name}' is unreachable: {exc}") from None
                 log.warning(
                     "provider %r unreachable (%s); retry %d of %d",
                     self.name,
-                    type(exc).__name__,
+                    exc,
                     attempt + 1,
                     self.config.max_retries,
                 )
                 await asyncio.sleep(min(0.25 * 2**attempt, 2.0))
             except TimeoutError:
                 raise UpstreamError(f"provider '{self.name}' timed out", status=504) from None
-            except aiohttp.ClientError as exc:
+            except BadAnswer as exc:
+                raise UpstreamError(f"provider '{self.name}' answered with something unreadable: {exc}") from None
+            except UpstreamHTTPError as exc:
                 raise UpstreamError(f"provider '{self.name}' is unreachable: {type(exc).__name__}") from None
+        if 300 <= response.status < 400:
+            response.close()
+            where = response.headers.get("location")
+            raise UpstreamError(
+                f"provider '{self.name}' answered {response.status}, a redirect"
+                + (f" to {where}" if where else "")
+                + ", which is not followed: set its base_url to where the API is",
+                status=502,
+            )
         if response.status >= 400:
             try:
-                raw = await response.read()
-            except (aiohttp.ClientError, TimeoutError):
+                raw = await response.read(self.config.max_response_bytes)
+            except (UpstreamHTTPError, TimeoutError):
                 raw = b""
             finally:
                 response.close()
             raise refusal(self.name, response, raw)
         return response
 
-    async def read_json(self, response: aiohttp.ClientResponse) -> dict[str, Any]:
+    async def _send(self, path: str, body: bytes) -> UpstreamResponse:
+        if not tracing.enabled():
+            return await self.pool.post(self.upstream, path, body)
+        upstream = self.upstream
+        span, carrier = tracing.start_client_span("POST", self.base_url + path, upstream.host, upstream.port)
+        extra = b"".join(b"%s: %s\r\n" % (k.encode("latin-1"), v.encode("latin-1")) for k, v in carrier.items())
+        try:
+            response = await self.pool.post(upstream, path, body, extra)
+        except BaseException as exc:
+            tracing.end_span(span, exc)
+            raise
+        tracing.end_span(span, None, **{"http.response.status_code": response.status})
+        return response
+
+    async def read_json(self, response: UpstreamResponse) -> dict[str, Any]:
         limit = self.config.max_response_bytes
         try:
-            chunks, size = [], 0
-            async for chunk in response.content.iter_any():
-                size += len(chunk)
-                if size > limit:
-                    raise UpstreamError(f"provider '{self.name}' answered with a body over {limit} bytes")
-                chunks.append(chunk)
-            body = b"".join(chunks)
+            body = await response.read(limit)
+        except BodyTooLarge:
+            raise UpstreamError(f"provider '{self.name}' answered with a body over {limit} bytes") from None
         except TimeoutError:
             response.close()
             raise UpstreamError(f"provider '{self.name}' timed out", status=504) from None
-        except aiohttp.ClientError as exc:
+        except UpstreamHTTPError as exc:
             response.close()
             raise UpstreamError(f"provider '{self.name}' broke off: {type(exc).__name__}") from None
         except BaseException:
             response.close()
             raise
-        response.release()
         try:
             parsed = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -381,5 +412,6 @@ class HTTPProvider:
         return parsed
 
     async def aclose(self) -> None:
+        self.pool.close()
         if self._session is not None:
             await self._session.close()

@@ -4,6 +4,7 @@ a request id. The interface the rest of the code calls:
 - ``api.observe.ObserveMiddleware`` (HTTP): request ids, request metrics and spans;
 - ``observe_backend`` (core/routing.py): upstream timing, tokens, errors, spans;
 - ``timed_store`` (store/sql.py): store operation latency and spans;
+- ``tracing.start_client_span`` (backends/http.py): a model call's HTTP span and ``traceparent``;
 - ``note_request`` (api/routes.py): the model and response id of the current request;
 - ``setup_logging`` and ``setup_tracing`` (the CLI, at start).
 """

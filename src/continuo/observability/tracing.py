@@ -4,8 +4,10 @@ variables ask for them (``OTEL_EXPORTER_OTLP_ENDPOINT`` or
 ``OTEL_SDK_DISABLED=true`` turns them off). Otherwise every function here does nothing.
 
 One span per request (its parent: the client's W3C ``traceparent``, if sent), with child
-spans for store operations and upstream calls; the upstream's HTTP request carries the
-``traceparent`` of the call (through OpenTelemetry's aiohttp instrumentation).
+spans for store operations and upstream calls; a model call's HTTP request has a client
+span of its own and carries its ``traceparent`` (``start_client_span``, called by
+backends/http.py); other upstream requests (token counting, fetched content) get theirs
+from OpenTelemetry's aiohttp instrumentation.
 """
 
 from __future__ import annotations
@@ -129,6 +131,18 @@ def start_span(name: str, **attributes: Any) -> Any:
     if _tracer is None or not trace.get_current_span().is_recording():
         return None
     return _tracer.start_span(name, attributes=attributes)
+
+
+def start_client_span(method: str, url: str, host: str, port: int) -> tuple[Any, dict[str, str]]:
+    """A client span for an HTTP call under the current span (none outside a traced
+    request), and the headers that carry it to the server called (``traceparent``)."""
+    if _tracer is None or not trace.get_current_span().is_recording():
+        return None, {}
+    attributes = {"http.request.method": method, "url.full": url, "server.address": host, "server.port": port}
+    span = _tracer.start_span(method, kind=trace.SpanKind.CLIENT, attributes=attributes)
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier, context=trace.set_span_in_context(span))
+    return span, carrier
 
 
 @contextlib.contextmanager
