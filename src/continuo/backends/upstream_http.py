@@ -33,6 +33,8 @@ from continuo import __version__
 
 # Reading pauses when this much is waiting for a reader, and resumes once it is read.
 _HIGH_WATER = 1 << 20
+# The most an answer's head may hold (aiohttp allowed 8 KiB a line).
+_MAX_HEAD = 64 * 1024
 _USER_AGENT = f"continuo/{__version__}".encode()
 
 
@@ -84,11 +86,14 @@ class _Connection(asyncio.Protocol):
         self.parser: httptools.HttpResponseParser | None = httptools.HttpResponseParser(self)
         self.lost = False
         self.idle_since = 0.0
+        # Whether a request is out on it; bytes that come while none is are not an answer.
+        self.active = True
         self._answer()
 
     def _answer(self) -> None:
         self.status = 0
         self.header_list: list[tuple[bytes, bytes]] = []
+        self.head_size = 0
         self.headers_done = False
         self.keep_alive = False
         self.body: list[bytes] = []
@@ -106,10 +111,17 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         assert self.parser is not None
+        if not self.active:  # nothing was asked: the connection is not fit for reuse
+            _close(self)
+            return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self._fail(BadAnswer(f"it sent a malformed HTTP answer ({exc})"))
+            ours = exc.__context__  # what a callback here raised, if one did
+            if isinstance(ours, BadAnswer):
+                self._fail(BadAnswer(*ours.args))  # (a copy: the raised one holds this frame)
+            else:
+                self._fail(BadAnswer(f"it sent a malformed HTTP answer ({exc})"))
             if self.transport is not None:
                 self.transport.close()
             return
@@ -135,6 +147,9 @@ class _Connection(asyncio.Protocol):
     # -- httptools ---------------------------------------------------------------------
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self.head_size += len(name) + len(value)
+        if self.head_size > _MAX_HEAD:
+            raise BadAnswer(f"its answer's head is over {_MAX_HEAD} bytes")
         self.header_list.append((name, value))
 
     def on_headers_complete(self) -> None:
@@ -334,6 +349,7 @@ class Pool:
 
     def put(self, connection: _Connection) -> None:
         connection._answer()
+        connection.active = False
         connection.idle_since = time.monotonic()
         self._idle.setdefault(connection.key, deque()).append(connection)
 
@@ -347,6 +363,7 @@ class Pool:
             if time.monotonic() - connection.idle_since > self.keepalive:
                 _close(connection)
                 continue
+            connection.active = True
             return connection
         loop = self.loop
         if upstream.tls and self._ssl is None:
@@ -382,10 +399,10 @@ class Pool:
         transport.write(request + body)
         try:
             await connection.wait(lambda: connection.headers_done, self.read_timeout)
+            return UpstreamResponse(connection, self.read_timeout)
         except BaseException:
             _close(connection)
             raise
-        return UpstreamResponse(connection, self.read_timeout)
 
     def close(self) -> None:
         for idle in self._idle.values():
