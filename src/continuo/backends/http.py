@@ -57,8 +57,8 @@ class SSEParser:
         self.data: list[bytes] = []
 
     def feed(self, chunk: bytes) -> list[tuple[str | None, bytes]]:
-        # Split by hand: aiohttp's own line reader refuses lines over its buffer size, and a
-        # Responses upstream's final event carries the whole response on one line.
+        # Split by hand, with a line limit of its own: a Responses upstream's final event
+        # carries the whole response on one line, past any usual reader's buffer size.
         if self.pending:
             chunk = self.pending + chunk
         if self.data or self.name is not None or len(chunk) > self.line_limit or b"\r" in chunk:
