@@ -393,3 +393,22 @@ async def test_bytes_sent_to_an_idle_connection_close_it(start: Start) -> None:
     assert await (await pool.post(upstream, "/x", b"")).read() == b"two"  # not the stray answer
     assert server.connections == 2
     pool.close()
+
+
+async def test_a_connection_left_idle_past_the_keepalive_is_closed_while_another_is_reused(start: Start) -> None:
+    async def slow(writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(0.05)
+        await sized(b"slow")(writer)
+
+    server, url = await start(slow, slow, *[sized(b"steady")] * 17)  # one left: the server keeps its side open
+    pool, upstream = Pool(5, 5, keepalive=0.5), Upstream(url, {})
+    # Two calls at once: two connections, both pooled afterwards.
+    for response in await asyncio.gather(pool.post(upstream, "/x", b""), pool.post(upstream, "/x", b"")):
+        assert await response.read() == b"slow"
+    # Then one call at a time, for longer than the keepalive: each reuses the newest
+    # connection, and the other one, idle all along, is closed when one comes back.
+    for _ in range(16):
+        assert await (await pool.post(upstream, "/x", b"")).read() == b"steady"
+        await asyncio.sleep(0.05)
+    assert server.connections == 2 and server.closed == 1
+    pool.close()

@@ -350,8 +350,13 @@ class Pool:
     def put(self, connection: _Connection) -> None:
         connection._answer()
         connection.active = False
-        connection.idle_since = time.monotonic()
-        self._idle.setdefault(connection.key, deque()).append(connection)
+        now = connection.idle_since = time.monotonic()
+        idle = self._idle.setdefault(connection.key, deque())
+        # The oldest first: those closed meanwhile, or idle too long, go (a burst's extra
+        # connections do not stay open for ever behind the ones in use).
+        while idle and (idle[0].lost or now - idle[0].idle_since > self.keepalive):
+            _close(idle.popleft())
+        idle.append(connection)
 
     async def _connection(self, upstream: Upstream) -> _Connection:
         key = (upstream.host, upstream.port, upstream.tls)
