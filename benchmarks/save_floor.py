@@ -16,7 +16,7 @@ proposals: the listing, item lookups and search need them.
 
 This is a floor under storing's share of a request's CPU: whatever the rest of the server
 does, a stored response costs at least this much more than an unstored one
-(docs/performance.md, "2026-12-01 (evening)").
+(docs/performance.md, "the CPU targets against their floors").
 """
 
 from __future__ import annotations
