@@ -54,6 +54,13 @@ class BadAnswer(UpstreamHTTPError):
     """The bytes are not an HTTP/1.1 answer this client can read."""
 
 
+class BodyTooLarge(UpstreamHTTPError):
+    """The body ran past the limit the reader set."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"its body is over {limit} bytes")
+
+
 def _decoder(encoding: str) -> Callable[[bytes], bytes] | None:
     if encoding in ("", "identity"):
         return None
@@ -129,9 +136,6 @@ class _Connection(asyncio.Protocol):
             self.paused = True
             self.transport.pause_reading()
         self._wake()
-
-    def eof_received(self) -> bool | None:
-        return None  # close
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
@@ -260,7 +264,7 @@ class UpstreamResponse:
         return b""
 
     async def read(self, limit: int | None = None) -> bytes:
-        """The whole body; BadAnswer past ``limit`` bytes (as received)."""
+        """The whole body; BodyTooLarge (and the connection closed) past ``limit`` bytes."""
         chunks = []
         size = 0
         while chunk := await self.readany():
@@ -284,15 +288,6 @@ class UpstreamResponse:
         if not self._done:
             self._done = True
             _close(self._connection)
-
-    def release(self) -> None:
-        self.close()
-
-
-class BodyTooLarge(UpstreamHTTPError):
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"its body is over {limit} bytes")
-        self.limit = limit
 
 
 def _close(connection: _Connection) -> None:
